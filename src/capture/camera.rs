@@ -1,0 +1,327 @@
+//! One camera: a thread that keeps a pipeline running and feeds the ring.
+//!
+//! The thread owns its session; others see the camera through `Camera`
+//! (status, ring) and can only ask it to stop. Errors, EOS and stalls end
+//! the session and restart it after an exponential backoff; errors that
+//! retrying cannot fix leave the camera `failed` until the config changes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use serde::Serialize;
+
+use super::backoff::{Backoff, HEALTHY_AFTER};
+use super::error::CaptureError;
+use super::session::{Event, Session};
+use crate::config::CameraSpec;
+use crate::ring::{Frame, Ring, RingLimits, RingStats};
+
+/// How long the thread waits for a frame before it checks for a stop.
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CameraState {
+    Starting,
+    Streaming,
+    Reconnecting,
+    /// A problem retrying cannot fix (missing file, missing plugin).
+    Failed,
+    Stopped,
+}
+
+impl std::fmt::Display for CameraState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CameraState::Starting => "starting",
+            CameraState::Streaming => "streaming",
+            CameraState::Reconnecting => "reconnecting",
+            CameraState::Failed => "failed",
+            CameraState::Stopped => "stopped",
+        })
+    }
+}
+
+/// A point-in-time view of a camera, for logs, status and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraStatus {
+    pub name: String,
+    pub source: String,
+    pub state: CameraState,
+    pub last_error: Option<String>,
+    /// Frames received since the camera started.
+    pub frames: u64,
+    pub reconnects: u64,
+    /// Times a file was replayed from the start.
+    pub loops: u64,
+    pub last_frame_age_ms: Option<u64>,
+    pub ring: RingStatusView,
+    /// Time since the camera thread last showed it was alive.
+    pub heartbeat_age_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RingStatusView {
+    pub frames: usize,
+    pub bytes: u64,
+    pub expired: u64,
+    pub dropped: u64,
+}
+
+impl From<RingStats> for RingStatusView {
+    fn from(s: RingStats) -> Self {
+        RingStatusView {
+            frames: s.frames,
+            bytes: s.bytes,
+            expired: s.expired,
+            dropped: s.dropped,
+        }
+    }
+}
+
+struct Shared {
+    spec: CameraSpec,
+    ring: Arc<Ring>,
+    state: Mutex<(CameraState, Option<String>)>,
+    frames: AtomicU64,
+    reconnects: AtomicU64,
+    loops: AtomicU64,
+    started: Instant,
+    /// Milliseconds since `started` of the last frame (u64::MAX: none yet).
+    last_frame_ms: AtomicU64,
+    heartbeat_ms: AtomicU64,
+}
+
+impl Shared {
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn beat(&self) {
+        self.heartbeat_ms.store(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    fn set_state(&self, state: CameraState, error: Option<&CaptureError>) {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = guard.0 != state;
+        let error_text = error.map(|e| e.to_string().replace('\n', "; "));
+        guard.0 = state;
+        if error_text.is_some() {
+            guard.1 = error_text.clone();
+        }
+        drop(guard);
+        if !changed {
+            return;
+        }
+        let camera = &self.spec.name;
+        match (state, error_text) {
+            (CameraState::Failed, Some(e)) => {
+                tracing::error!(camera, state = %state, error = %e, "camera failed; fix the config and reload")
+            }
+            (_, Some(e)) => tracing::warn!(camera, state = %state, error = %e, "camera state changed"),
+            (_, None) => tracing::info!(camera, state = %state, "camera state changed"),
+        }
+    }
+}
+
+/// A running camera. Dropping it stops the thread and its pipeline.
+pub struct Camera {
+    shared: Arc<Shared>,
+    stop: Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Camera {
+    /// Starts capturing on a thread of its own.
+    pub fn start(spec: CameraSpec) -> Camera {
+        let ring = Arc::new(Ring::new(RingLimits {
+            max_age: spec.buffer,
+            max_bytes: spec.memory,
+        }));
+        let shared = Arc::new(Shared {
+            spec,
+            ring,
+            state: Mutex::new((CameraState::Starting, None)),
+            frames: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            loops: AtomicU64::new(0),
+            started: Instant::now(),
+            last_frame_ms: AtomicU64::new(u64::MAX),
+            heartbeat_ms: AtomicU64::new(0),
+        });
+        let (stop, stop_rx) = bounded(1);
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("cam-{}", shared.spec.name))
+            .spawn(move || supervise(&thread_shared, &stop_rx))
+            .expect("spawning a camera thread");
+        Camera {
+            shared,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.spec.name
+    }
+
+    pub fn spec(&self) -> &CameraSpec {
+        &self.shared.spec
+    }
+
+    pub fn ring(&self) -> &Arc<Ring> {
+        &self.shared.ring
+    }
+
+    pub fn state(&self) -> CameraState {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    pub fn status(&self) -> CameraStatus {
+        let s = &self.shared;
+        let (state, last_error) = s.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let now = s.elapsed_ms();
+        let last = s.last_frame_ms.load(Ordering::Relaxed);
+        CameraStatus {
+            name: s.spec.name.clone(),
+            source: s.spec.source.to_string(),
+            state,
+            last_error,
+            frames: s.frames.load(Ordering::Relaxed),
+            reconnects: s.reconnects.load(Ordering::Relaxed),
+            loops: s.loops.load(Ordering::Relaxed),
+            last_frame_age_ms: (last != u64::MAX).then(|| now.saturating_sub(last)),
+            ring: s.ring.stats().into(),
+            heartbeat_age_ms: now.saturating_sub(s.heartbeat_ms.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Asks the thread to stop without waiting (so many cameras can stop
+    /// at once); `join` or drop waits.
+    pub fn request_stop(&self) {
+        let _ = self.stop.try_send(());
+    }
+
+    /// Stops the camera and waits for its pipeline to reach NULL.
+    pub fn join(mut self) {
+        self.request_stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        self.request_stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Why a session ended.
+enum Ended {
+    StopRequested,
+    Restart(CaptureError),
+}
+
+fn supervise(shared: &Shared, stop: &Receiver<()>) {
+    let spec = &shared.spec;
+    let mut backoff = Backoff::new(spec.reconnect_initial, spec.reconnect_max);
+    let mut first_attempt = true;
+    loop {
+        shared.beat();
+        if !first_attempt {
+            shared.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        first_attempt = false;
+        let opened_at = Instant::now();
+        let error = match Session::open(spec) {
+            Ok(mut session) => match stream(shared, &mut session, stop) {
+                Ended::StopRequested => break,
+                Ended::Restart(e) => e,
+            },
+            Err(e) => e,
+        };
+        if error.is_permanent() {
+            shared.set_state(CameraState::Failed, Some(&error));
+            // Stay failed (visible in status) until asked to stop.
+            while stop.recv_timeout(Duration::from_secs(1)).is_err() {
+                shared.beat();
+            }
+            break;
+        }
+        if opened_at.elapsed() >= HEALTHY_AFTER {
+            backoff.reset();
+        }
+        shared.set_state(CameraState::Reconnecting, Some(&error));
+        let delay = backoff.next_delay();
+        tracing::info!(camera = %spec.name, delay_ms = delay.as_millis() as u64, "reconnecting after backoff");
+        if wait_or_stop(shared, stop, delay) {
+            break;
+        }
+    }
+    shared.set_state(CameraState::Stopped, None);
+}
+
+/// Sleeps `delay` in short steps; true when a stop was requested.
+fn wait_or_stop(shared: &Shared, stop: &Receiver<()>, delay: Duration) -> bool {
+    let until = Instant::now() + delay;
+    loop {
+        shared.beat();
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        if stop.recv_timeout(left.min(Duration::from_secs(1))).is_ok() {
+            return true;
+        }
+    }
+}
+
+fn stream(shared: &Shared, session: &mut Session, stop: &Receiver<()>) -> Ended {
+    let spec = &shared.spec;
+    let mut last_progress = Instant::now();
+    loop {
+        shared.beat();
+        if stop.try_recv().is_ok() {
+            return Ended::StopRequested;
+        }
+        match session.next(POLL) {
+            Ok(Event::Frame(c)) => {
+                last_progress = Instant::now();
+                let seq = shared.frames.fetch_add(1, Ordering::Relaxed);
+                shared.ring.push(Frame::new(
+                    seq, c.pts, c.wall, c.captured, c.width, c.height, c.pixels,
+                ));
+                shared
+                    .last_frame_ms
+                    .store(shared.elapsed_ms(), Ordering::Relaxed);
+                shared.set_state(CameraState::Streaming, None);
+            }
+            Ok(Event::Eos) if spec.looping => {
+                shared.loops.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(camera = %spec.name, "end of file; looping");
+                if let Err(e) = session.rewind() {
+                    return Ended::Restart(e);
+                }
+                last_progress = Instant::now();
+            }
+            Ok(Event::Eos) => {
+                return Ended::Restart(CaptureError::Stream("end of stream".into()));
+            }
+            Ok(Event::Idle) => {
+                let quiet = last_progress.elapsed();
+                if quiet >= spec.stall_timeout {
+                    return Ended::Restart(CaptureError::Stalled(quiet));
+                }
+            }
+            Err(e) => return Ended::Restart(e),
+        }
+    }
+}

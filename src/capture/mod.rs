@@ -1,0 +1,19 @@
+//! capture: GStreamer pipelines that sample each camera into its ring.
+//!
+//! Public face: [`Camera`] (a supervised capture thread per camera),
+//! [`probe`] (what `vigil probe` runs) and [`jpeg::encode`] for snapshots.
+
+mod backoff;
+mod camera;
+mod error;
+pub mod jpeg;
+mod pipeline;
+mod probe;
+mod rate;
+mod session;
+
+pub use camera::{Camera, CameraState, CameraStatus, RingStatusView};
+pub use error::{CaptureError, package_for};
+pub use pipeline::describe;
+pub use probe::{ProbeError, ProbeOptions, probe};
+pub use session::init;

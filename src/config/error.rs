@@ -1,0 +1,123 @@
+//! Config errors that point at the offending text: file, line, column, the
+//! line itself with a caret, and how to fix it.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Box<Diagnostic>),
+}
+
+impl ConfigError {
+    /// An error located at `span` (byte offsets) of `text`, read from `path`.
+    pub fn at(path: &Path, text: &str, span: Option<Range<usize>>, message: &str) -> ConfigError {
+        // Messages written by our deserializers may carry their own help line.
+        let (message, help) = match message.split_once("\nhelp: ") {
+            Some((m, h)) => (m.trim().to_string(), Some(h.trim().to_string())),
+            None => (message.trim().to_string(), None),
+        };
+        let start = span.map(|s| s.start.min(text.len())).unwrap_or(0);
+        let (line, column, line_text) = locate(text, start);
+        ConfigError::Invalid(Box::new(Diagnostic {
+            path: path.to_path_buf(),
+            line,
+            column,
+            line_text,
+            message,
+            help,
+        }))
+    }
+
+    /// The located diagnostic, when the error has a place in the file.
+    pub fn diagnostic(&self) -> Option<&Diagnostic> {
+        match self {
+            ConfigError::Invalid(d) => Some(d),
+            ConfigError::Read { .. } => None,
+        }
+    }
+}
+
+/// One located problem in a config file.
+#[derive(Debug)]
+pub struct Diagnostic {
+    pub path: PathBuf,
+    /// 1-based line number.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub column: usize,
+    pub line_text: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
+        let gutter = self.line.to_string().len();
+        writeln!(f, "{:gutter$} |", "")?;
+        writeln!(f, "{} | {}", self.line, self.line_text)?;
+        write!(f, "{:gutter$} | {:>col$}", "", "^", col = self.column)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n{:gutter$} = help: {help}", "")?;
+        }
+        Ok(())
+    }
+}
+
+/// Byte offset → (line, column, text of that line), all for humans.
+fn locate(text: &str, offset: usize) -> (usize, usize, String) {
+    let before = &text[..floor_char_boundary(text, offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = before[line_start..].chars().count() + 1;
+    let line_end = text[line_start..]
+        .find('\n')
+        .map(|i| line_start + i)
+        .unwrap_or(text.len());
+    (line, column, text[line_start..line_end].trim_end().to_string())
+}
+
+fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
+    while offset > 0 && !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_at_line_and_column() {
+        let text = "[daemon]\nfoo = 1\n  bar = \"é\"\n";
+        let offset = text.find("bar").unwrap();
+        let err = ConfigError::at(
+            Path::new("x.toml"),
+            text,
+            Some(offset..offset + 3),
+            "bad\nhelp: fix it",
+        );
+        let d = err.diagnostic().unwrap();
+        assert_eq!((d.line, d.column), (3, 3));
+        assert_eq!(d.help.as_deref(), Some("fix it"));
+        let shown = err.to_string();
+        assert!(shown.starts_with("x.toml:3:3: bad"), "{shown}");
+        assert!(shown.contains("3 |   bar = \"é\""), "{shown}");
+    }
+}

@@ -1,0 +1,401 @@
+//! Raw config → runtime types, with every cross-field check located in the
+//! text.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::schema::{RawCamera, RawConfig, RawDaemon, RawModel, RawQuestion, RtspTransport};
+use super::{
+    CameraSpec, Config, ConfigError, DaemonSettings, Example, Fps, ModelSettings, QuestionSpec,
+    Source, Window, defaults,
+};
+
+/// Carries what every error needs: the file and its text.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+    base: PathBuf,
+    warnings: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn error(&self, span: Range<usize>, message: impl AsRef<str>) -> ConfigError {
+        ConfigError::at(self.path, self.text, Some(span), message.as_ref())
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        self.text[..span.start.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    fn warn_if_missing(&mut self, what: &str, path: &Path) {
+        if !path.exists() {
+            self.warnings
+                .push(format!("{what} {} does not exist (yet)", path.display()));
+        }
+    }
+}
+
+pub fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigError> {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let base = absolute
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let mut checker = Checker {
+        path,
+        text,
+        base,
+        warnings: Vec::new(),
+    };
+    let daemon = daemon(&checker, raw.daemon)?;
+    let model = raw.model.map(|m| model(&mut checker, m)).transpose()?;
+    let cameras = cameras(&mut checker, raw.camera)?;
+    let questions = questions(&mut checker, raw.question, &cameras)?;
+    if cameras.is_empty() {
+        checker
+            .warnings
+            .push("no [[camera]] is defined: the daemon will have nothing to watch".into());
+    }
+    Ok(Config {
+        path: absolute,
+        daemon,
+        model,
+        cameras,
+        questions,
+        warnings: checker.warnings,
+    })
+}
+
+fn daemon(c: &Checker, raw: RawDaemon) -> Result<DaemonSettings, ConfigError> {
+    let summary_interval = match raw.summary_interval {
+        Some(s) if s.get_ref().get().is_zero() => {
+            return Err(c.error(s.span(), "summary_interval must be longer than zero"));
+        }
+        Some(s) => s.into_inner().get(),
+        None => defaults::SUMMARY_INTERVAL,
+    };
+    let log_level = match raw.log_level {
+        Some(level) => {
+            let text = level.get_ref().clone();
+            if tracing_subscriber::EnvFilter::try_new(&text).is_err() {
+                return Err(c.error(
+                    level.span(),
+                    format!("\"{text}\" is not a log filter\nhelp: use error, warn, info, debug or trace"),
+                ));
+            }
+            text
+        }
+        None => "info".into(),
+    };
+    Ok(DaemonSettings {
+        state_dir: c.resolve(raw.state_dir.as_deref().unwrap_or(defaults::STATE_DIR)),
+        socket: c.resolve(raw.socket.as_deref().unwrap_or(defaults::SOCKET)),
+        socket_group: raw.socket_group,
+        summary_interval,
+        log_level,
+    })
+}
+
+fn model(c: &mut Checker, raw: RawModel) -> Result<ModelSettings, ConfigError> {
+    let threads = match raw.threads {
+        Some(t) if *t.get_ref() < 1 || *t.get_ref() > 256 => {
+            return Err(c.error(
+                t.span(),
+                "threads must be between 1 and 256\nhelp: use the number of cores the daemon may use",
+            ));
+        }
+        Some(t) => *t.get_ref() as usize,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let mut file = |what: &str, p: Option<Spanned<String>>| {
+        p.map(|p| {
+            let path = c.resolve(p.get_ref());
+            c.warn_if_missing(what, &path);
+            path
+        })
+    };
+    Ok(ModelSettings {
+        lm: file("model.lm", Some(raw.lm)).expect("lm is required by the schema"),
+        adapter: file("model.adapter", raw.adapter),
+        encoder: file("model.encoder", raw.encoder),
+        resampler: file("model.resampler", raw.resampler),
+        threads,
+    })
+}
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+}
+
+fn check_name(c: &Checker, name: &Spanned<String>, what: &str) -> Result<(), ConfigError> {
+    if is_valid_name(name.get_ref()) {
+        Ok(())
+    } else {
+        Err(c.error(
+            name.span(),
+            format!(
+                "{what} name \"{}\" is not usable in URLs and logs\nhelp: use 1 to 64 letters, digits, '-' or '_'",
+                name.get_ref()
+            ),
+        ))
+    }
+}
+
+fn positive_dur(
+    c: &Checker,
+    value: Option<Spanned<super::Dur>>,
+    default: std::time::Duration,
+    key: &str,
+) -> Result<std::time::Duration, ConfigError> {
+    match value {
+        Some(v) if v.get_ref().get().is_zero() => {
+            Err(c.error(v.span(), format!("{key} must be longer than zero")))
+        }
+        Some(v) => Ok(v.into_inner().get()),
+        None => Ok(default),
+    }
+}
+
+fn size(c: &Checker, value: Option<Spanned<i64>>, key: &str) -> Result<Option<u32>, ConfigError> {
+    match value {
+        Some(v) if !(16..=7680).contains(v.get_ref()) => Err(c.error(
+            v.span(),
+            format!("{key} must be between 16 and 7680 pixels"),
+        )),
+        Some(v) => Ok(Some(*v.get_ref() as u32)),
+        None => Ok(None),
+    }
+}
+
+fn cameras(c: &mut Checker, raw: Vec<RawCamera>) -> Result<Vec<CameraSpec>, ConfigError> {
+    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for cam in raw {
+        check_name(c, &cam.name, "camera")?;
+        let name = cam.name.get_ref().clone();
+        if let Some(first) = seen.get(&name) {
+            return Err(c.error(
+                cam.name.span(),
+                format!(
+                    "camera \"{name}\" is defined twice (first at line {})\nhelp: give each camera its own name",
+                    c.line_of(first)
+                ),
+            ));
+        }
+        seen.insert(name.clone(), cam.name.span());
+
+        let source = Source::parse(cam.source.get_ref(), &c.base)
+            .map_err(|e| c.error(cam.source.span(), e))?;
+        if let Source::File(path) = &source {
+            c.warn_if_missing(&format!("camera \"{name}\": footage file"), path);
+        }
+        let fps = match cam.fps {
+            Some(f) => {
+                let v = *f.get_ref();
+                if !(v > 0.0 && v <= defaults::MAX_FPS) {
+                    return Err(c.error(
+                        f.span(),
+                        format!(
+                            "fps must be greater than 0 and at most {} (got {v})\nhelp: vigil samples slowly: 1 is typical, 0.2 samples every 5 s",
+                            defaults::MAX_FPS
+                        ),
+                    ));
+                }
+                Fps::from_f64(v)
+            }
+            None => Fps::ONE,
+        };
+        let width = size(c, cam.width, "width")?.unwrap_or(defaults::WIDTH);
+        let height = size(c, cam.height, "height")?;
+        let buffer = positive_dur(c, cam.buffer, defaults::BUFFER, "buffer")?;
+        let memory = match cam.memory {
+            Some(m) if m.get_ref().0 < 64 * 1024 => {
+                return Err(c.error(
+                    m.span(),
+                    "memory must be at least 64KiB\nhelp: a 640x480 RGB frame takes 900KiB; \"128MiB\" holds about two minutes of it",
+                ));
+            }
+            Some(m) => m.get_ref().0,
+            None => defaults::MEMORY,
+        };
+        let interval = fps.interval();
+        let stall_timeout = match cam.stall_timeout {
+            Some(s) if s.get_ref().get() < interval * 2 => {
+                return Err(c.error(
+                    s.span(),
+                    format!(
+                        "stall_timeout ({}) must be at least two frame intervals ({:.1}s at this fps)",
+                        s.get_ref(),
+                        (interval * 2).as_secs_f64()
+                    ),
+                ));
+            }
+            Some(s) => s.into_inner().get(),
+            None => defaults::STALL_TIMEOUT.max(interval * 3),
+        };
+        let reconnect_initial = positive_dur(
+            c,
+            cam.reconnect_initial,
+            defaults::RECONNECT_INITIAL,
+            "reconnect_initial",
+        )?;
+        let max_span = cam.reconnect_max.as_ref().map(Spanned::span);
+        let reconnect_max = positive_dur(
+            c,
+            cam.reconnect_max,
+            defaults::RECONNECT_MAX.max(reconnect_initial),
+            "reconnect_max",
+        )?;
+        if reconnect_max < reconnect_initial {
+            return Err(c.error(
+                max_span.unwrap_or(0..0),
+                "reconnect_max is shorter than reconnect_initial\nhelp: the backoff doubles from reconnect_initial up to reconnect_max",
+            ));
+        }
+        if cam.looping == Some(true) && !matches!(source, Source::File(_)) {
+            return Err(c.error(
+                cam.source.span(),
+                "`loop = true` only applies to file sources\nhelp: remove `loop`, or point source at a video file",
+            ));
+        }
+        out.push(CameraSpec {
+            name,
+            source,
+            fps,
+            width,
+            height,
+            buffer,
+            memory,
+            looping: cam.looping.unwrap_or(false),
+            stall_timeout,
+            reconnect_initial,
+            reconnect_max,
+            rtsp_transport: cam.rtsp_transport.unwrap_or(RtspTransport::Auto),
+            enabled: cam.enabled.unwrap_or(true),
+        });
+    }
+    Ok(out)
+}
+
+fn questions(
+    c: &mut Checker,
+    raw: Vec<RawQuestion>,
+    cameras: &[CameraSpec],
+) -> Result<Vec<QuestionSpec>, ConfigError> {
+    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (index, q) in raw.into_iter().enumerate() {
+        let camera_name = q.camera.get_ref();
+        let Some(camera) = cameras.iter().find(|cam| &cam.name == camera_name) else {
+            let known: Vec<&str> = cameras.iter().map(|c| c.name.as_str()).collect();
+            return Err(c.error(
+                q.camera.span(),
+                format!(
+                    "question names camera \"{camera_name}\", which is not defined\nhelp: defined cameras: {}",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            ));
+        };
+        let (name, name_span) = match &q.name {
+            Some(n) => {
+                check_name(c, n, "question")?;
+                (n.get_ref().clone(), n.span())
+            }
+            None => (format!("question-{}", index + 1), q.ask.span()),
+        };
+        if let Some(first) = seen.get(&name) {
+            return Err(c.error(
+                name_span,
+                format!(
+                    "question \"{name}\" is defined twice (first at line {})\nhelp: give each question its own name",
+                    c.line_of(first)
+                ),
+            ));
+        }
+        seen.insert(name.clone(), name_span);
+        if q.ask.get_ref().trim().is_empty() {
+            return Err(c.error(q.ask.span(), "`ask` is empty\nhelp: write the question, e.g. \"Is anyone on the path?\""));
+        }
+        let answer = q.answer.get_ref().clone();
+        let every = positive_dur(c, q.every, defaults::EVERY, "every")?;
+        let window = match q.window {
+            Some(w) => {
+                if let Window::Span(span) = *w.get_ref() {
+                    if span > camera.buffer {
+                        return Err(c.error(
+                            w.span(),
+                            format!(
+                                "window is longer than camera \"{}\" keeps ({}s)\nhelp: shorten the window or raise the camera's `buffer`",
+                                camera.name,
+                                camera.buffer.as_secs()
+                            ),
+                        ));
+                    }
+                }
+                *w.get_ref()
+            }
+            None => Window::Frames(1),
+        };
+        let alert_when = q
+            .alert_when
+            .map(|a| answer.parse_alert(a.get_ref()).map_err(|e| c.error(a.span(), e)))
+            .transpose()?;
+        let consecutive = match q.consecutive {
+            Some(n) if *n.get_ref() < 1 || *n.get_ref() > 1000 => {
+                return Err(c.error(n.span(), "consecutive must be between 1 and 1000"));
+            }
+            Some(n) => *n.get_ref() as u32,
+            None => 1,
+        };
+        let cooldown = q.cooldown.map(|d| d.into_inner().get()).unwrap_or_default();
+        let mut examples = Vec::with_capacity(q.examples.len());
+        for ex in q.examples {
+            answer
+                .check_answer(ex.answer.get_ref())
+                .map_err(|e| c.error(ex.answer.span(), e))?;
+            let image = c.resolve(ex.image.get_ref());
+            if !image.is_file() {
+                return Err(c.error(
+                    ex.image.span(),
+                    format!(
+                        "example image {} does not exist\nhelp: paths are relative to the config file's folder",
+                        image.display()
+                    ),
+                ));
+            }
+            examples.push(Example {
+                image,
+                answer: ex.answer.into_inner(),
+            });
+        }
+        out.push(QuestionSpec {
+            name,
+            camera: camera.name.clone(),
+            ask: q.ask.into_inner(),
+            answer,
+            every,
+            window,
+            alert_when,
+            consecutive,
+            cooldown,
+            examples,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,92 @@
+//! The set of running cameras, and how a reload changes it: cameras whose
+//! spec is unchanged keep running (and keep their ring).
+
+use std::collections::BTreeMap;
+
+use crate::capture::{Camera, CameraStatus};
+use crate::config::CameraSpec;
+
+#[derive(Default)]
+pub struct CameraSet {
+    cameras: BTreeMap<String, Camera>,
+}
+
+/// What a reload did, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+impl CameraSet {
+    /// Makes the running set match `specs` (disabled cameras do not run).
+    pub fn apply(&mut self, specs: &[CameraSpec]) -> ReloadSummary {
+        let wanted: BTreeMap<&str, &CameraSpec> = specs
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|s| (s.name.as_str(), s))
+            .collect();
+        let mut summary = ReloadSummary::default();
+        let mut leaving = Vec::new();
+        for name in self.cameras.keys().cloned().collect::<Vec<_>>() {
+            match wanted.get(name.as_str()) {
+                Some(spec) if *spec == self.cameras[&name].spec() => {
+                    summary.unchanged.push(name);
+                }
+                Some(_) => {
+                    summary.restarted.push(name.clone());
+                    leaving.push(self.cameras.remove(&name).expect("present"));
+                }
+                None => {
+                    summary.removed.push(name.clone());
+                    leaving.push(self.cameras.remove(&name).expect("present"));
+                }
+            }
+        }
+        stop_all(leaving);
+        for (name, spec) in wanted {
+            if !self.cameras.contains_key(name) {
+                if !summary.restarted.iter().any(|r| r == name) {
+                    summary.added.push(name.to_string());
+                }
+                self.cameras
+                    .insert(name.to_string(), Camera::start(spec.clone()));
+            }
+        }
+        summary
+    }
+
+    pub fn statuses(&self) -> Vec<CameraStatus> {
+        self.cameras.values().map(Camera::status).collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Camera> {
+        self.cameras.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.cameras.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cameras.is_empty()
+    }
+
+    /// Stops every camera, all at once.
+    pub fn stop(&mut self) {
+        stop_all(std::mem::take(&mut self.cameras).into_values().collect());
+    }
+}
+
+/// Asks all cameras to stop first, then waits, so stopping N cameras takes
+/// as long as the slowest one, not their sum.
+fn stop_all(cameras: Vec<Camera>) {
+    for c in &cameras {
+        c.request_stop();
+    }
+    for c in cameras {
+        c.join();
+    }
+}

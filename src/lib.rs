@@ -1,0 +1,13 @@
+//! vigil watches camera streams and answers questions about what it saw.
+//!
+//! The modules follow the data path, and each imports only from those
+//! before it: `config` → `ring` → `capture` → `daemon`.
+
+pub mod capture;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod logging;
+pub mod ring;
+
+pub use error::Error;

@@ -1,0 +1,129 @@
+//! The `vigil` command: a thin shell over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use vigil::capture::{ProbeOptions, probe};
+use vigil::config::{self, CameraSpec, Fps, Source};
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Watches camera streams and answers questions about what it saw")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        /// The config file.
+        #[arg(long, short, default_value = "/etc/vigil/vigil.toml")]
+        config: PathBuf,
+    },
+    /// Check a config file; exit 0 when valid, 2 when not.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Open a source as the daemon would and print one JSON line per frame.
+    Probe {
+        /// rtsp://…, http(s)://…, a file path, file:///…, v4l2:///dev/videoN or test:PATTERN.
+        source: String,
+        /// How many frames to sample.
+        #[arg(long, default_value_t = 5)]
+        frames: u32,
+        /// Frames per second to sample.
+        #[arg(long, default_value_t = 1.0)]
+        fps: f64,
+        /// Frame width (the height keeps the aspect ratio unless given).
+        #[arg(long)]
+        width: Option<u32>,
+        #[arg(long)]
+        height: Option<u32>,
+        /// Give up when no frame arrives for this long ("10s").
+        #[arg(long, default_value = "20s", value_parser = config::parse_duration)]
+        timeout: std::time::Duration,
+        /// Write the last frame as a JPEG here.
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => match vigil::daemon::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vigil: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Probe {
+            source,
+            frames,
+            fps,
+            width,
+            height,
+            timeout,
+            snapshot,
+        } => {
+            vigil::logging::init("warn");
+            let fail = |message: String| {
+                eprintln!("vigil probe: {source}: {message}");
+                ExitCode::from(1)
+            };
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+            let parsed = match Source::parse(&source, &cwd) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            if !(fps > 0.0 && fps <= config::defaults::MAX_FPS) {
+                return fail(format!(
+                    "--fps must be greater than 0 and at most {}",
+                    config::defaults::MAX_FPS
+                ));
+            }
+            let mut spec = CameraSpec::with_defaults("probe", parsed);
+            spec.fps = Fps::from_f64(fps);
+            if let Some(w) = width {
+                spec.width = w;
+            }
+            spec.height = height;
+            let options = ProbeOptions {
+                frames,
+                timeout,
+                snapshot,
+            };
+            match probe(&spec, &options, &mut std::io::stdout().lock()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(e.to_string()),
+            }
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(cfg) => {
+            for w in &cfg.warnings {
+                eprintln!("warning: {}: {w}", file.display());
+            }
+            println!(
+                "{}: OK ({} cameras, {} questions)",
+                file.display(),
+                cfg.cameras.len(),
+                cfg.questions.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
