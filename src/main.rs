@@ -9,7 +9,11 @@ use vigil::capture::{ProbeOptions, probe};
 use vigil::config::{self, CameraSpec, Fps, Source};
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Watches camera streams and answers questions about what it saw")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Watches camera streams and answers questions about what it saw"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -114,10 +118,10 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 eprintln!("warning: {}: {w}", file.display());
             }
             println!(
-                "{}: OK ({} cameras, {} questions)",
+                "{}: OK ({}, {})",
                 file.display(),
-                cfg.cameras.len(),
-                cfg.questions.len()
+                plural(cfg.cameras.len(), "camera"),
+                plural(cfg.questions.len(), "question")
             );
             ExitCode::SUCCESS
         }
@@ -125,5 +129,13 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }

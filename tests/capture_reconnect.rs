@@ -27,7 +27,8 @@ fn rtsp_camera_reconnects_each_time_the_server_returns() {
     for cycle in 1..=5 {
         let before = camera.status().frames;
         assert!(
-            wait_until(Duration::from_secs(15), || camera.status().frames >= before + 3),
+            wait_until(Duration::from_secs(15), || camera.status().frames
+                >= before + 3),
             "cycle {cycle}: frames did not flow: {:?}",
             camera.status()
         );
@@ -36,7 +37,8 @@ fn rtsp_camera_reconnects_each_time_the_server_returns() {
 
         drop(server);
         assert!(
-            wait_until(Duration::from_secs(8), || camera.state() == CameraState::Reconnecting),
+            wait_until(Duration::from_secs(8), || camera.state()
+                == CameraState::Reconnecting),
             "cycle {cycle}: server gone but state is {:?}",
             camera.status()
         );
@@ -45,7 +47,10 @@ fn rtsp_camera_reconnects_each_time_the_server_returns() {
         assert_eq!(server.port, port);
     }
     let before = camera.status().frames;
-    assert!(wait_until(Duration::from_secs(15), || camera.status().frames >= before + 3));
+    assert!(wait_until(Duration::from_secs(15), || camera
+        .status()
+        .frames
+        >= before + 3));
     let status = camera.status();
     assert!(status.reconnects >= 5, "{status:?}");
     camera.join();
@@ -58,7 +63,10 @@ fn rtsp_camera_reconnects_each_time_the_server_returns() {
         threads_last <= threads_first + 2,
         "threads grew: {counts:?} (threads, fds) per cycle"
     );
-    assert!(fds_last <= fds_first + 4, "fds grew: {counts:?} (threads, fds) per cycle");
+    assert!(
+        fds_last <= fds_first + 4,
+        "fds grew: {counts:?} (threads, fds) per cycle"
+    );
 }
 
 #[test]
@@ -90,13 +98,18 @@ fn a_stalled_camera_is_restarted_after_stall_timeout() {
         camera.status()
     );
     assert!(
-        wait_until(Duration::from_secs(8), || camera.state() == CameraState::Reconnecting),
+        wait_until(Duration::from_secs(8), || camera.state()
+            == CameraState::Reconnecting),
         "no restart after the stall: {:?}",
         camera.status()
     );
     let status = camera.status();
     assert!(
-        status.last_error.as_deref().unwrap_or("").contains("stalled"),
+        status
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("stalled"),
         "{status:?}"
     );
     // The restart opens a new connection and frames flow again.

@@ -52,9 +52,15 @@ fn test_source_is_sampled_at_one_frame_per_second() {
         assert_eq!(l["height"], 480);
     }
     // Live source: the wall clock advances with the stream, not faster.
-    let wall: Vec<i64> = lines.iter().map(|l| l["wall_ms"].as_i64().unwrap()).collect();
+    let wall: Vec<i64> = lines
+        .iter()
+        .map(|l| l["wall_ms"].as_i64().unwrap())
+        .collect();
     let span = wall[3] - wall[0];
-    assert!((2500..=3500).contains(&span), "3 intervals took {span} ms of wall time");
+    assert!(
+        (2500..=3500).contains(&span),
+        "3 intervals took {span} ms of wall time"
+    );
 }
 
 #[test]
@@ -65,7 +71,10 @@ fn test_source_is_sampled_at_two_frames_per_second() {
     spec.height = Some(200);
     let lines = probe_lines(&spec, 5);
     assert_spacing(&pts_gaps(&lines), 500);
-    assert_eq!((lines[0]["width"].as_i64(), lines[0]["height"].as_i64()), (Some(320), Some(200)));
+    assert_eq!(
+        (lines[0]["width"].as_i64(), lines[0]["height"].as_i64()),
+        (Some(320), Some(200))
+    );
 }
 
 #[test]
@@ -97,11 +106,17 @@ fn looping_file_keeps_going_with_rising_timestamps() {
     let status = camera.status();
     assert!(looped, "no loop: {status:?}");
     assert!(status.loops >= 1, "{status:?}");
-    assert_eq!(status.reconnects, 0, "looping is not reconnecting: {status:?}");
+    assert_eq!(
+        status.reconnects, 0,
+        "looping is not reconnecting: {status:?}"
+    );
     assert_eq!(camera.state(), CameraState::Streaming);
     let frames = camera.ring().latest(100);
     let pts: Vec<u128> = frames.iter().map(|f| f.pts.unwrap().as_millis()).collect();
-    assert!(pts.windows(2).all(|w| w[1] > w[0]), "PTS must keep rising: {pts:?}");
+    assert!(
+        pts.windows(2).all(|w| w[1] > w[0]),
+        "PTS must keep rising: {pts:?}"
+    );
     camera.join();
 }
 
@@ -109,12 +124,17 @@ fn looping_file_keeps_going_with_rising_timestamps() {
 fn a_missing_file_fails_permanently_without_retrying() {
     let spec = CameraSpec::with_defaults("gone", Source::File("/nonexistent/vigil.mp4".into()));
     let camera = Camera::start(spec);
-    assert!(wait_until(Duration::from_secs(5), || camera.state() == CameraState::Failed));
+    assert!(wait_until(Duration::from_secs(5), || camera.state()
+        == CameraState::Failed));
     std::thread::sleep(Duration::from_millis(1500));
     let status = camera.status();
     assert_eq!(status.reconnects, 0);
     assert!(
-        status.last_error.as_deref().unwrap_or("").contains("does not exist"),
+        status
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("does not exist"),
         "{status:?}"
     );
     camera.join();
@@ -129,11 +149,15 @@ fn probe_names_the_cause_of_failure() {
     };
     // Port 9 (discard) is closed on loopback: connection refused.
     let spec = CameraSpec::with_defaults("x", Source::Rtsp("rtsp://127.0.0.1:9/none".into()));
-    let err = probe(&spec, &options, &mut Vec::new()).unwrap_err().to_string();
+    let err = probe(&spec, &options, &mut Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cannot reach the source"), "{err}");
 
     let spec = CameraSpec::with_defaults("x", Source::Test("no-such-pattern".into()));
-    let err = probe(&spec, &options, &mut Vec::new()).unwrap_err().to_string();
+    let err = probe(&spec, &options, &mut Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("pattern"), "{err}");
 }
 
@@ -152,5 +176,9 @@ fn probe_writes_a_jpeg_snapshot_of_the_last_frame() {
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF], "JPEG magic");
     assert_eq!(&bytes[bytes.len() - 2..], &[0xFF, 0xD9], "JPEG end marker");
-    assert!(bytes.len() > 2000, "an SMPTE frame is not tiny: {} B", bytes.len());
+    assert!(
+        bytes.len() > 2000,
+        "an SMPTE frame is not tiny: {} B",
+        bytes.len()
+    );
 }

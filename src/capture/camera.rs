@@ -101,7 +101,8 @@ impl Shared {
     }
 
     fn beat(&self) {
-        self.heartbeat_ms.store(self.elapsed_ms(), Ordering::Relaxed);
+        self.heartbeat_ms
+            .store(self.elapsed_ms(), Ordering::Relaxed);
     }
 
     fn set_state(&self, state: CameraState, error: Option<&CaptureError>) {
@@ -119,10 +120,12 @@ impl Shared {
         let camera = &self.spec.name;
         match (state, error_text) {
             (CameraState::Failed, Some(e)) => {
-                tracing::error!(camera, state = %state, error = %e, "camera failed; fix the config and reload")
+                tracing::error!(camera = %camera, state = %state, error = %e, "camera failed; fix the config and reload")
             }
-            (_, Some(e)) => tracing::warn!(camera, state = %state, error = %e, "camera state changed"),
-            (_, None) => tracing::info!(camera, state = %state, "camera state changed"),
+            (_, Some(e)) => {
+                tracing::warn!(camera = %camera, state = %state, error = %e, "camera state changed")
+            }
+            (_, None) => tracing::info!(camera = %camera, state = %state, "camera state changed"),
         }
     }
 }
@@ -178,7 +181,11 @@ impl Camera {
     }
 
     pub fn state(&self) -> CameraState {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).0
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
     }
 
     pub fn status(&self) -> CameraStatus {
@@ -296,9 +303,17 @@ fn stream(shared: &Shared, session: &mut Session, stop: &Receiver<()>) -> Ended 
             Ok(Event::Frame(c)) => {
                 last_progress = Instant::now();
                 let seq = shared.frames.fetch_add(1, Ordering::Relaxed);
-                shared.ring.push(Frame::new(
+                let frame = shared.ring.push(Frame::new(
                     seq, c.pts, c.wall, c.captured, c.width, c.height, c.pixels,
                 ));
+                tracing::debug!(
+                    camera = %spec.name,
+                    seq,
+                    pts_ms = frame.pts.map(|p| p.as_millis() as u64),
+                    size = %format_args!("{}x{}", frame.width, frame.height),
+                    ring_frames = shared.ring.stats().frames,
+                    "frame sampled"
+                );
                 shared
                     .last_frame_ms
                     .store(shared.elapsed_ms(), Ordering::Relaxed);

@@ -8,7 +8,9 @@ use gstreamer::prelude::GstObjectExt;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CaptureError {
-    #[error("GStreamer element \"{element}\" is not installed\nhelp: install the Debian package {package}")]
+    #[error(
+        "GStreamer element \"{element}\" is not installed\nhelp: install the Debian package {package}"
+    )]
     MissingElement { element: String, package: String },
     #[error("the source is not valid: {0}")]
     InvalidSource(String),
@@ -16,11 +18,17 @@ pub enum CaptureError {
     MissingFile(std::path::PathBuf),
     #[error("not found: {0}")]
     NotFound(String),
-    #[error("cannot reach the source: {0}\nhelp: check the host, port and network (the daemon keeps retrying)")]
+    #[error(
+        "cannot reach the source: {0}\nhelp: check the host, port and network (the daemon keeps retrying)"
+    )]
     Unreachable(String),
-    #[error("the camera refused the credentials: {0}\nhelp: check the user and password in the URL")]
+    #[error(
+        "the camera refused the credentials: {0}\nhelp: check the user and password in the URL"
+    )]
     NotAuthorized(String),
-    #[error("unsupported codec or format: {0}\nhelp: install gstreamer1.0-libav (H.264, H.265, MPEG-4, DivX) and gstreamer1.0-plugins-bad")]
+    #[error(
+        "unsupported codec or format: {0}\nhelp: install gstreamer1.0-libav (H.264, H.265, MPEG-4, DivX) and gstreamer1.0-plugins-bad"
+    )]
     UnsupportedCodec(String),
     #[error("no frame for {0:?}: the source stalled")]
     Stalled(Duration),

@@ -12,9 +12,10 @@ use crate::ring::Frame;
 pub fn encode(frame: &Frame) -> Result<Vec<u8>, CaptureError> {
     super::session::init()?;
     let fail = |what: String| CaptureError::Stream(format!("cannot encode JPEG: {what}"));
-    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, frame.width, frame.height)
-        .build()
-        .map_err(|e| fail(e.to_string()))?;
+    let info =
+        gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, frame.width, frame.height)
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
     // GStreamer's RGB rows are padded to 4 bytes; the ring's are packed.
     let stride = info.stride()[0] as usize;
     let row = frame.width as usize * 3;

@@ -27,7 +27,10 @@ pub fn describe(spec: &CameraSpec) -> String {
         Source::Test(pattern) => render(TEST, &[("pattern", pattern), ("sample", &sample)]),
         Source::File(path) => render(
             FILE,
-            &[("location", &quote(&path.to_string_lossy())), ("sample", &sample)],
+            &[
+                ("location", &quote(&path.to_string_lossy())),
+                ("sample", &sample),
+            ],
         ),
         Source::Rtsp(url) => {
             let protocols = match spec.rtsp_transport {
@@ -47,7 +50,10 @@ pub fn describe(spec: &CameraSpec) -> String {
         Source::Http(url) => render(HTTP, &[("location", &quote(url)), ("sample", &sample)]),
         Source::V4l2(device) => render(
             V4L2,
-            &[("device", &quote(&device.to_string_lossy())), ("sample", &sample)],
+            &[
+                ("device", &quote(&device.to_string_lossy())),
+                ("sample", &sample),
+            ],
         ),
     }
 }
@@ -93,9 +99,15 @@ mod tests {
             d.starts_with(r#"filesrc location="/srv/my \"odd\" ! file.mp4" ! decodebin"#),
             "{d}"
         );
-        assert!(d.contains("! videoconvert name=convert ! videoscale"), "{d}");
+        assert!(
+            d.contains("! videoconvert name=convert ! videoscale"),
+            "{d}"
+        );
         assert!(d.contains("format=RGB,width=640,height=240,"), "{d}");
-        assert!(d.ends_with("appsink name=sink sync=true max-buffers=2 drop=true"), "{d}");
+        assert!(
+            d.ends_with("appsink name=sink sync=true max-buffers=2 drop=true"),
+            "{d}"
+        );
     }
 
     #[test]

@@ -105,6 +105,9 @@ mod tests {
     #[test]
     fn restarts_the_schedule_after_a_gap() {
         let mut gate = RateGate::new(Duration::from_secs(1));
-        assert_eq!(kept(&mut gate, [0, 1000, 5300, 5400, 6300]), vec![0, 1000, 5300, 6300]);
+        assert_eq!(
+            kept(&mut gate, [0, 1000, 5300, 5400, 6300]),
+            vec![0, 1000, 5300, 6300]
+        );
     }
 }

@@ -67,9 +67,9 @@ impl Session {
         let description = pipeline::describe(spec);
         tracing::debug!(camera = %spec.name, pipeline = %description, "building pipeline");
         let element = gst::parse::launch(&description).map_err(|e| CaptureError::from_parse(&e))?;
-        let pipeline = element
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| CaptureError::InvalidSource("description did not make a pipeline".into()))?;
+        let pipeline = element.downcast::<gst::Pipeline>().map_err(|_| {
+            CaptureError::InvalidSource("description did not make a pipeline".into())
+        })?;
         let bus = pipeline.bus().expect("a pipeline always has a bus");
         let sink = pipeline
             .by_name("sink")
@@ -78,7 +78,9 @@ impl Session {
             Some(s) => s,
             None => {
                 let _ = pipeline.set_state(gst::State::Null);
-                return Err(CaptureError::InvalidSource("pipeline has no appsink named sink".into()));
+                return Err(CaptureError::InvalidSource(
+                    "pipeline has no appsink named sink".into(),
+                ));
             }
         };
         let session = Session {
@@ -90,14 +92,12 @@ impl Session {
             interval: spec.fps.interval(),
             gate: Arc::new(Mutex::new(RateGate::new(spec.fps.interval()))),
         };
-        if let Err(e) = session.install_gate() {
-            return Err(e);
-        }
+        session.install_gate()?;
         if session.pipeline.set_state(gst::State::Playing).is_err() {
             // The reason is on the bus; fall back to a generic one.
-            return Err(session.pending_error().unwrap_or_else(|| {
-                CaptureError::Stream("the pipeline refused to start".into())
-            }));
+            return Err(session
+                .pending_error()
+                .unwrap_or_else(|| CaptureError::Stream("the pipeline refused to start".into())));
         }
         Ok(session)
     }
@@ -127,7 +127,10 @@ impl Session {
         self.pts_offset = self.last_pts.map_or(self.pts_offset, |p| p + self.interval);
         lock(&self.gate).reset();
         self.pipeline
-            .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT, gst::ClockTime::ZERO)
+            .seek_simple(
+                gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+                gst::ClockTime::ZERO,
+            )
             .map_err(|e| CaptureError::Stream(format!("cannot seek to the start to loop: {e}")))
     }
 
@@ -162,7 +165,7 @@ impl Session {
     fn drain_bus(&self) -> Result<Option<Event>, CaptureError> {
         while let Some(msg) = self.bus.pop() {
             match msg.view() {
-                gst::MessageView::Error(err) => return Err(CaptureError::from_gst(&err)),
+                gst::MessageView::Error(err) => return Err(CaptureError::from_gst(err)),
                 gst::MessageView::Eos(_) => return Ok(Some(Event::Eos)),
                 gst::MessageView::Warning(w) => {
                     tracing::debug!(warning = %w.error(), debug = ?w.debug(), "GStreamer warning");
@@ -182,7 +185,7 @@ impl Session {
                 &[gst::MessageType::Error],
             )?;
             if let gst::MessageView::Error(err) = msg.view() {
-                return Some(CaptureError::from_gst(&err));
+                return Some(CaptureError::from_gst(err));
             }
         }
         None

@@ -22,7 +22,7 @@ impl ConfigError {
         // Messages written by our deserializers may carry their own help line.
         let (message, help) = match message.split_once("\nhelp: ") {
             Some((m, h)) => (m.trim().to_string(), Some(h.trim().to_string())),
-            None => (message.trim().to_string(), None),
+            None => (message.trim().to_string(), serde_help(message)),
         };
         let start = span.map(|s| s.start.min(text.len())).unwrap_or(0);
         let (line, column, line_text) = locate(text, start);
@@ -79,6 +79,20 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Help for the messages serde writes itself.
+fn serde_help(message: &str) -> Option<String> {
+    if message.starts_with("unknown field") {
+        Some("remove the key or fix its spelling; config/example.toml lists every option".into())
+    } else if let Some(rest) = message.strip_prefix("missing field `") {
+        let key = rest.split('`').next().unwrap_or(rest);
+        Some(format!("add `{key} = ...` to this table"))
+    } else if message.starts_with("unknown variant") {
+        Some("use one of the listed values".into())
+    } else {
+        None
+    }
+}
+
 /// Byte offset → (line, column, text of that line), all for humans.
 fn locate(text: &str, offset: usize) -> (usize, usize, String) {
     let before = &text[..floor_char_boundary(text, offset)];
@@ -89,7 +103,11 @@ fn locate(text: &str, offset: usize) -> (usize, usize, String) {
         .find('\n')
         .map(|i| line_start + i)
         .unwrap_or(text.len());
-    (line, column, text[line_start..line_end].trim_end().to_string())
+    (
+        line,
+        column,
+        text[line_start..line_end].trim_end().to_string(),
+    )
 }
 
 fn floor_char_boundary(text: &str, mut offset: usize) -> usize {

@@ -52,9 +52,9 @@ impl<'de> Visitor<'de> for AnswerVisitor {
         Ok(AnswerKind::Choices(choices))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<AnswerKind, A::Error> {
-        Err(de::Error::custom(format!(
-            "a list is not an answer type\nhelp: write answer = {{ choices = [...] }}"
-        )))
+        Err(de::Error::custom(
+            "a list is not an answer type\nhelp: write answer = { choices = [...] }".to_string(),
+        ))
     }
 }
 
@@ -86,7 +86,9 @@ impl AnswerKind {
         match self {
             AnswerKind::YesNo => match answer {
                 "yes" | "no" => Ok(()),
-                _ => Err(format!("\"{answer}\" is not a yes/no answer\nhelp: write \"yes\" or \"no\"")),
+                _ => Err(format!(
+                    "\"{answer}\" is not a yes/no answer\nhelp: write \"yes\" or \"no\""
+                )),
             },
             AnswerKind::Choices(choices) => {
                 if choices.iter().any(|c| c == answer) {
@@ -207,7 +209,9 @@ impl Visitor<'_> for WindowVisitor {
             .map(str::trim);
         if let Some(n) = frames {
             let n: u32 = if n.is_empty() { Ok(1) } else { n.parse() }.map_err(|_| {
-                E::custom(format!("\"{v}\" is not a frame count\nhelp: write \"1 frame\" or \"8 frames\""))
+                E::custom(format!(
+                    "\"{v}\" is not a frame count\nhelp: write \"1 frame\" or \"8 frames\""
+                ))
             })?;
             if n == 0 {
                 return Err(E::custom("a window needs at least one frame"));
@@ -215,7 +219,9 @@ impl Visitor<'_> for WindowVisitor {
             return Ok(Window::Frames(n));
         }
         let span = parse_duration(t).map_err(|e| {
-            E::custom(format!("{e}\nhelp: or write a frame count such as \"1 frame\""))
+            E::custom(format!(
+                "{e}\nhelp: or write a frame count such as \"1 frame\""
+            ))
         })?;
         if span.is_zero() {
             return Err(E::custom("a window cannot be empty"));

@@ -151,7 +151,10 @@ mod tests {
     #[test]
     fn refuses_unknown_schemes_and_says_what_works() {
         let err = Source::parse("ftp://cam/x", Path::new("/")).unwrap_err();
-        assert!(err.contains("\"ftp://\"") && err.contains("rtsp://"), "{err}");
+        assert!(
+            err.contains("\"ftp://\"") && err.contains("rtsp://"),
+            "{err}"
+        );
         assert!(Source::parse("test:", Path::new("/")).is_err());
         assert!(Source::parse("v4l2://video0", Path::new("/")).is_err());
     }

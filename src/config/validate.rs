@@ -36,7 +36,10 @@ impl Checker<'_> {
     }
 
     fn line_of(&self, span: &Range<usize>) -> usize {
-        self.text[..span.start.min(self.text.len())].matches('\n').count() + 1
+        self.text[..span.start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     fn warn_if_missing(&mut self, what: &str, path: &Path) {
@@ -330,15 +333,19 @@ fn questions(
         }
         seen.insert(name.clone(), name_span);
         if q.ask.get_ref().trim().is_empty() {
-            return Err(c.error(q.ask.span(), "`ask` is empty\nhelp: write the question, e.g. \"Is anyone on the path?\""));
+            return Err(c.error(
+                q.ask.span(),
+                "`ask` is empty\nhelp: write the question, e.g. \"Is anyone on the path?\"",
+            ));
         }
         let answer = q.answer.get_ref().clone();
         let every = positive_dur(c, q.every, defaults::EVERY, "every")?;
         let window = match q.window {
             Some(w) => {
-                if let Window::Span(span) = *w.get_ref() {
-                    if span > camera.buffer {
-                        return Err(c.error(
+                if let Window::Span(span) = *w.get_ref()
+                    && span > camera.buffer
+                {
+                    return Err(c.error(
                             w.span(),
                             format!(
                                 "window is longer than camera \"{}\" keeps ({}s)\nhelp: shorten the window or raise the camera's `buffer`",
@@ -346,7 +353,6 @@ fn questions(
                                 camera.buffer.as_secs()
                             ),
                         ));
-                    }
                 }
                 *w.get_ref()
             }
@@ -354,7 +360,11 @@ fn questions(
         };
         let alert_when = q
             .alert_when
-            .map(|a| answer.parse_alert(a.get_ref()).map_err(|e| c.error(a.span(), e)))
+            .map(|a| {
+                answer
+                    .parse_alert(a.get_ref())
+                    .map_err(|e| c.error(a.span(), e))
+            })
             .transpose()?;
         let consecutive = match q.consecutive {
             Some(n) if *n.get_ref() < 1 || *n.get_ref() > 1000 => {

@@ -126,7 +126,9 @@ fn log_summary(statuses: &[CameraStatus]) {
             ring_frames = s.ring.frames,
             ring_mib = format!("{:.1}", s.ring.bytes as f64 / (1 << 20) as f64),
             dropped = s.ring.dropped,
-            last_frame_age_ms = ?s.last_frame_age_ms,
+            last_frame_age = %s
+                .last_frame_age_ms
+                .map_or("never".to_string(), |ms| format!("{ms}ms")),
             "camera summary"
         );
     }

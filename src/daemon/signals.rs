@@ -27,7 +27,11 @@ impl SignalListener {
             .name("signals".into())
             .spawn(move || {
                 for sig in signals.forever() {
-                    let msg = if sig == SIGHUP { Signal::Reload } else { Signal::Stop };
+                    let msg = if sig == SIGHUP {
+                        Signal::Reload
+                    } else {
+                        Signal::Stop
+                    };
                     if tx.send(msg).is_err() {
                         break;
                     }

@@ -248,9 +248,15 @@ mod tests {
         assert_eq!(w, vec![7, 8, 9]);
         assert_eq!(ring.since(t0 + Duration::from_secs(100)).len(), 0);
         let last3 = ring.latest(3);
-        assert_eq!(last3.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![7, 8, 9]);
+        assert_eq!(
+            last3.iter().map(|f| f.seq).collect::<Vec<_>>(),
+            vec![7, 8, 9]
+        );
         let again = ring.latest(1);
         assert!(Arc::ptr_eq(&last3[2], &again[0]), "same frame, not a copy");
-        assert!(std::ptr::eq(last3[2].pixels.as_ptr(), again[0].pixels.as_ptr()));
+        assert!(std::ptr::eq(
+            last3[2].pixels.as_ptr(),
+            again[0].pixels.as_ptr()
+        ));
     }
 }

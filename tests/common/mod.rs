@@ -135,9 +135,11 @@ impl RtspServer {
             thread_loop.run();
             // Stop listening and drop every client before the server goes.
             source.destroy();
-            server.client_filter(Some(&mut |_server: &rtsp::RTSPServer, _client: &rtsp::RTSPClient| {
-                rtsp::RTSPFilterResult::Remove
-            }));
+            server.client_filter(Some(
+                &mut |_server: &rtsp::RTSPServer, _client: &rtsp::RTSPClient| {
+                    rtsp::RTSPFilterResult::Remove
+                },
+            ));
             // Let the removals' idle callbacks run.
             while ctx.iteration(false) {}
             drop(guard);
@@ -192,7 +194,9 @@ impl MjpegServer {
                     Ok((mut stream, _)) => {
                         conn_count.fetch_add(1, Ordering::Relaxed);
                         stream.set_nonblocking(false).unwrap();
-                        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                        stream
+                            .set_read_timeout(Some(Duration::from_secs(2)))
+                            .unwrap();
                         let mut request = [0u8; 4096];
                         let _ = stream.read(&mut request);
                         let _ = stream.write_all(

@@ -1,0 +1,269 @@
+//! `vigil run` as a process: sd-notify over a datagram socket standing in
+//! for systemd, SIGHUP reloads, SIGTERM stops cleanly.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{TempDir, wait_until};
+
+struct Daemon {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    notify: UnixDatagram,
+    messages: Vec<String>,
+}
+
+impl Daemon {
+    fn start(dir: &TempDir, config: &std::path::Path, watchdog_usec: Option<u64>) -> Daemon {
+        let socket_path = dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&socket_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env_remove("WATCHDOG_PID")
+            .env_remove("VIGIL_LOG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        match watchdog_usec {
+            Some(us) => cmd.env("WATCHDOG_USEC", us.to_string()),
+            None => cmd.env_remove("WATCHDOG_USEC"),
+        };
+        let mut child = cmd.spawn().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Daemon {
+            child,
+            log,
+            notify,
+            messages: Vec::new(),
+        }
+    }
+
+    /// Reads notify datagrams until one contains `needle` (or time runs out).
+    fn wait_notify(&mut self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let hit = msg.lines().any(|l| l == needle);
+                self.messages.push(msg);
+                if hit {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn log_has(&self, parts: &[&str]) -> bool {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| parts.iter().all(|p| l.contains(p)))
+    }
+
+    fn wait_log(&self, parts: &[&str], limit: Duration) -> bool {
+        wait_until(limit, || self.log_has(parts))
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0);
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn camera(name: &str, pattern: &str) -> String {
+    format!("[[camera]]\nname = \"{name}\"\nsource = \"test:{pattern}\"\nfps = 2\nwidth = 160\n")
+}
+
+#[test]
+fn daemon_notifies_reloads_and_stops_cleanly() {
+    let dir = TempDir::new("daemon");
+    let config = dir.path().join("vigil.toml");
+    let daemon_section = "[daemon]\nstate_dir = \".\"\nsummary_interval = \"1s\"\n";
+    std::fs::write(
+        &config,
+        format!("{daemon_section}{}", camera("yard", "ball")),
+    )
+    .unwrap();
+    // Watchdog of 1 s: the daemon must ping about every 500 ms.
+    let mut d = Daemon::start(&dir, &config, Some(1_000_000));
+
+    assert!(
+        d.wait_notify("READY=1", Duration::from_secs(10)),
+        "no READY: {}",
+        d.log_text()
+    );
+    assert!(
+        d.wait_log(
+            &["camera state changed", "camera=yard", "state=streaming"],
+            Duration::from_secs(10)
+        ),
+        "{}",
+        d.log_text()
+    );
+    let since = Instant::now();
+    assert!(d.wait_notify("WATCHDOG=1", Duration::from_secs(2)));
+    assert!(d.wait_notify("WATCHDOG=1", Duration::from_secs(2)));
+    assert!(
+        since.elapsed() < Duration::from_secs(2),
+        "two pings in under 2 s"
+    );
+    assert!(
+        d.wait_notify_prefix("STATUS=1 cameras: 1 streaming", Duration::from_secs(3)),
+        "{:?}",
+        d.messages
+    );
+
+    // SIGHUP with a second camera: it starts, the first keeps running.
+    std::fs::write(
+        &config,
+        format!(
+            "{daemon_section}{}{}",
+            camera("yard", "ball"),
+            camera("gate", "snow")
+        ),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_notify("RELOADING=1", Duration::from_secs(5)),
+        "{:?}",
+        d.messages
+    );
+    assert!(d.wait_notify("READY=1", Duration::from_secs(5)));
+    assert!(
+        d.wait_log(
+            &["config reloaded", "added=[\"gate\"]", "unchanged=1"],
+            Duration::from_secs(5)
+        ),
+        "{}",
+        d.log_text()
+    );
+    assert!(d.wait_log(&["camera=gate", "state=streaming"], Duration::from_secs(10)));
+    assert!(
+        !d.log_has(&["camera=yard", "state=stopped"]),
+        "an unchanged camera must not restart: {}",
+        d.log_text()
+    );
+
+    // A broken config on reload is reported and the running one is kept.
+    std::fs::write(&config, "[[camera]]\nname = 5\n").unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_log(
+            &["reload failed, keeping the running config"],
+            Duration::from_secs(5)
+        ),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        d.wait_log(&["vigil.toml:2:8"], Duration::from_secs(2)),
+        "{}",
+        d.log_text()
+    );
+    assert!(d.wait_notify("READY=1", Duration::from_secs(5)));
+
+    // SIGTERM: STOPPING=1, every pipeline to NULL, exit 0 within 5 s.
+    let asked = Instant::now();
+    d.signal(libc::SIGTERM);
+    let status = loop {
+        if let Some(status) = d.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}: {}", d.log_text());
+    assert!(
+        d.wait_notify("STOPPING=1", Duration::from_secs(1)),
+        "{:?}",
+        d.messages
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(d.log_has(&["camera=yard", "state=stopped"]));
+    assert!(d.log_has(&["camera=gate", "state=stopped"]));
+    assert!(!d.log_text().contains("CRITICAL"), "{}", d.log_text());
+}
+
+#[test]
+fn sigint_also_stops_and_no_watchdog_pings_without_watchdog_usec() {
+    let dir = TempDir::new("daemon-int");
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(&config, camera("yard", "smpte")).unwrap();
+    let mut d = Daemon::start(&dir, &config, None);
+    assert!(
+        d.wait_notify("READY=1", Duration::from_secs(10)),
+        "{}",
+        d.log_text()
+    );
+    assert!(!d.wait_notify("WATCHDOG=1", Duration::from_millis(1500)));
+    d.signal(libc::SIGINT);
+    assert!(wait_until(Duration::from_secs(5), || d
+        .child
+        .try_wait()
+        .unwrap()
+        .is_some()));
+    assert!(d.child.wait().unwrap().success());
+}
+
+impl Daemon {
+    fn wait_notify_prefix(&mut self, prefix: &str, limit: Duration) -> bool {
+        if self
+            .messages
+            .iter()
+            .any(|m| m.lines().any(|l| l.starts_with(prefix)))
+        {
+            return true;
+        }
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let hit = msg.lines().any(|l| l.starts_with(prefix));
+                self.messages.push(msg);
+                if hit {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
