@@ -220,6 +220,25 @@ impl Camera {
             let _ = t.join();
         }
     }
+
+    /// Like `join`, but gives up at `deadline`, leaving the thread behind
+    /// (a GStreamer call that never returns must not stop the daemon from
+    /// exiting). True when the camera stopped in time.
+    pub fn join_until(mut self, deadline: Instant) -> bool {
+        self.request_stop();
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Drop for Camera {
@@ -247,9 +266,9 @@ fn supervise(shared: &Shared, stop: &Receiver<()>) {
             shared.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         first_attempt = false;
-        let opened_at = Instant::now();
+        let mut first_frame = None;
         let error = match Session::open(spec) {
-            Ok(mut session) => match stream(shared, &mut session, stop) {
+            Ok(mut session) => match stream(shared, &mut session, stop, &mut first_frame) {
                 Ended::StopRequested => break,
                 Ended::Restart(e) => e,
             },
@@ -263,7 +282,9 @@ fn supervise(shared: &Shared, stop: &Receiver<()>) {
             }
             break;
         }
-        if opened_at.elapsed() >= HEALTHY_AFTER {
+        // A session that delivered frames for a minute was healthy: the
+        // next outage starts again from the shortest delay.
+        if first_frame.is_some_and(|t: Instant| t.elapsed() >= HEALTHY_AFTER) {
             backoff.reset();
         }
         shared.set_state(CameraState::Reconnecting, Some(&error));
@@ -291,7 +312,14 @@ fn wait_or_stop(shared: &Shared, stop: &Receiver<()>, delay: Duration) -> bool {
     }
 }
 
-fn stream(shared: &Shared, session: &mut Session, stop: &Receiver<()>) -> Ended {
+/// Moves frames from the session into the ring until the session ends;
+/// `first_frame` records when frames started to flow.
+fn stream(
+    shared: &Shared,
+    session: &mut Session,
+    stop: &Receiver<()>,
+    first_frame: &mut Option<Instant>,
+) -> Ended {
     let spec = &shared.spec;
     let mut last_progress = Instant::now();
     loop {
@@ -302,6 +330,7 @@ fn stream(shared: &Shared, session: &mut Session, stop: &Receiver<()>) -> Ended 
         match session.next(POLL) {
             Ok(Event::Frame(c)) => {
                 last_progress = Instant::now();
+                first_frame.get_or_insert(last_progress);
                 let seq = shared.frames.fetch_add(1, Ordering::Relaxed);
                 let frame = shared.ring.push(Frame::new(
                     seq, c.pts, c.wall, c.captured, c.width, c.height, c.pixels,

@@ -127,3 +127,46 @@ pub fn package_for(element: &str) -> &'static str {
         _ => "that provides it (run `gst-inspect-1.0` to list what is installed)",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(error: impl gst::MessageErrorDomain, text: &str) -> CaptureError {
+        gst::init().unwrap();
+        let msg = gst::message::Error::builder(error, text).build();
+        match msg.view() {
+            gst::MessageView::Error(e) => CaptureError::from_gst(e),
+            _ => unreachable!("built an error message"),
+        }
+    }
+
+    #[test]
+    fn gstreamer_errors_become_causes_a_person_can_act_on() {
+        let e = classify(gst::StreamError::CodecNotFound, "missing H.265 decoder");
+        assert!(matches!(e, CaptureError::UnsupportedCodec(_)) && e.is_permanent());
+        assert!(e.to_string().contains("gstreamer1.0-libav"), "{e}");
+        let e = classify(gst::ResourceError::OpenReadWrite, "Could not connect");
+        assert!(matches!(e, CaptureError::Unreachable(_)) && !e.is_permanent());
+        let e = classify(gst::ResourceError::NotAuthorized, "401");
+        assert!(matches!(e, CaptureError::NotAuthorized(_)) && !e.is_permanent());
+        let e = classify(gst::ResourceError::NotFound, "404");
+        assert!(matches!(e, CaptureError::NotFound(_)) && !e.is_permanent());
+    }
+
+    #[test]
+    fn a_missing_element_names_its_debian_package() {
+        gst::init().unwrap();
+        let err = gst::parse::launch("videotestsrc ! nosuchelement-vigil ! fakesink").unwrap_err();
+        let e = CaptureError::from_parse(&err);
+        match &e {
+            CaptureError::MissingElement { element, .. } => {
+                assert_eq!(element, "nosuchelement-vigil")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.is_permanent());
+        assert_eq!(package_for("rtspsrc"), "gstreamer1.0-plugins-good");
+        assert_eq!(package_for("avdec_h264"), "gstreamer1.0-libav");
+    }
+}

@@ -2,6 +2,7 @@
 //! spec is unchanged keep running (and keep their ring).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use crate::capture::{Camera, CameraStatus};
 use crate::config::CameraSpec;
@@ -80,13 +81,21 @@ impl CameraSet {
     }
 }
 
+/// How long stopping may take before the daemon gives up on a camera; under
+/// systemd's 5 s expectation for a clean stop.
+const STOP_DEADLINE: Duration = Duration::from_secs(4);
+
 /// Asks all cameras to stop first, then waits, so stopping N cameras takes
 /// as long as the slowest one, not their sum.
 fn stop_all(cameras: Vec<Camera>) {
     for c in &cameras {
         c.request_stop();
     }
+    let deadline = Instant::now() + STOP_DEADLINE;
     for c in cameras {
-        c.join();
+        let name = c.name().to_string();
+        if !c.join_until(deadline) {
+            tracing::error!(camera = %name, "camera did not stop within {STOP_DEADLINE:?}; leaving it behind");
+        }
     }
 }
