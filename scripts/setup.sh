@@ -29,6 +29,8 @@ apt_packages=(
   libgstrtspserver-1.0-dev gstreamer1.0-plugins-ugly systemd
   # python model kit and fetching
   python3 python3-pip python3-venv unzip ca-certificates
+  # TLS for https:// MJPEG and rtsps:// cameras
+  glib-networking
 )
 
 install_apt() {

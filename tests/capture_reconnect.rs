@@ -57,10 +57,11 @@ fn rtsp_camera_reconnects_each_time_the_server_returns() {
     drop(server);
 
     // Resources after the first and the last cycle: nothing accumulates.
+    eprintln!("(threads, fds) after each reconnect cycle: {counts:?}");
     let (threads_first, fds_first) = counts[0];
     let (threads_last, fds_last) = counts[counts.len() - 1];
     assert!(
-        threads_last <= threads_first + 2,
+        threads_last <= threads_first + 1,
         "threads grew: {counts:?} (threads, fds) per cycle"
     );
     assert!(
