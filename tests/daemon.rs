@@ -57,14 +57,30 @@ impl Daemon {
         }
     }
 
-    /// Reads notify datagrams until one contains `needle` (or time runs out).
+    /// Reads notify datagrams until one has a line equal to `needle`.
     fn wait_notify(&mut self, needle: &str, limit: Duration) -> bool {
+        self.wait_notify_line(|l| l == needle, limit)
+    }
+
+    /// Like `wait_notify`, also looking at datagrams already received.
+    fn wait_notify_prefix(&mut self, prefix: &str, limit: Duration) -> bool {
+        if self
+            .messages
+            .iter()
+            .any(|m| m.lines().any(|l| l.starts_with(prefix)))
+        {
+            return true;
+        }
+        self.wait_notify_line(|l| l.starts_with(prefix), limit)
+    }
+
+    fn wait_notify_line(&mut self, matches: impl Fn(&str) -> bool, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
             if let Ok(n) = self.notify.recv(&mut buf) {
                 let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let hit = msg.lines().any(|l| l == needle);
+                let hit = msg.lines().any(&matches);
                 self.messages.push(msg);
                 if hit {
                     return true;
@@ -241,29 +257,4 @@ fn sigint_also_stops_and_no_watchdog_pings_without_watchdog_usec() {
         .unwrap()
         .is_some()));
     assert!(d.child.wait().unwrap().success());
-}
-
-impl Daemon {
-    fn wait_notify_prefix(&mut self, prefix: &str, limit: Duration) -> bool {
-        if self
-            .messages
-            .iter()
-            .any(|m| m.lines().any(|l| l.starts_with(prefix)))
-        {
-            return true;
-        }
-        let deadline = Instant::now() + limit;
-        let mut buf = [0u8; 4096];
-        while Instant::now() < deadline {
-            if let Ok(n) = self.notify.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let hit = msg.lines().any(|l| l.starts_with(prefix));
-                self.messages.push(msg);
-                if hit {
-                    return true;
-                }
-            }
-        }
-        false
-    }
 }
