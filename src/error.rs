@@ -8,6 +8,8 @@ pub enum Error {
     Capture(#[from] crate::capture::CaptureError),
     #[error(transparent)]
     Probe(#[from] crate::capture::ProbeError),
+    #[error(transparent)]
+    Vision(#[from] crate::vision::VisionError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }

@@ -1,7 +1,7 @@
 //! vigil watches camera streams and answers questions about what it saw.
 //!
 //! The modules follow the data path, and each imports only from those
-//! before it: `config` → `ring` → `capture` → `daemon`.
+//! before it: `config` → `ring` → `capture` → `vision` → `daemon`.
 
 pub mod capture;
 pub mod config;
@@ -9,5 +9,6 @@ pub mod daemon;
 pub mod error;
 pub mod logging;
 pub mod ring;
+pub mod vision;
 
 pub use error::Error;

@@ -54,6 +54,36 @@ enum Command {
         #[arg(long)]
         snapshot: Option<PathBuf>,
     },
+    /// Measure a stage's latency (median of N runs), one `name: value` line per figure.
+    Bench {
+        #[command(subcommand)]
+        stage: BenchStage,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchStage {
+    /// The image encoder and the Perceiver Resampler on tract.
+    Vision {
+        /// An encoder ONNX file (its .json beside it).
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+        /// The name printed for the encoder figure: NAME_ms.
+        #[arg(long, default_value = "encoder")]
+        label: String,
+        /// A resampler ONNX file (its .json beside it).
+        #[arg(long)]
+        resampler: Option<PathBuf>,
+        /// Frame counts T to run the resampler with.
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        frames: Vec<usize>,
+        /// Timed runs per figure (after two warm-up runs).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Threads for tract.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +97,34 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig { file } => check_config(&file),
+        Command::Bench {
+            stage:
+                BenchStage::Vision {
+                    encoder,
+                    label,
+                    resampler,
+                    frames,
+                    runs,
+                    threads,
+                },
+        } => {
+            vigil::logging::init("warn");
+            vigil::vision::set_threads(threads);
+            let options = vigil::vision::bench::BenchOptions {
+                encoder,
+                encoder_label: label,
+                resampler,
+                frames,
+                runs,
+            };
+            match vigil::vision::bench::run(&options, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vigil bench vision: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Probe {
             source,
             frames,

@@ -21,7 +21,7 @@ fn rtsp_camera_reconnects_each_time_the_server_returns() {
     spec.stall_timeout = Duration::from_secs(3);
     spec.reconnect_initial = Duration::from_millis(250);
     spec.reconnect_max = Duration::from_secs(1);
-    let camera = Camera::start(spec);
+    let camera = Camera::start(spec, None);
 
     let mut counts = Vec::new();
     for cycle in 1..=5 {
@@ -91,7 +91,7 @@ fn a_stalled_camera_is_restarted_after_stall_timeout() {
     spec.width = 160;
     spec.stall_timeout = Duration::from_secs(2);
     spec.reconnect_initial = Duration::from_millis(200);
-    let camera = Camera::start(spec);
+    let camera = Camera::start(spec, None);
 
     assert!(
         wait_until(Duration::from_secs(10), || camera.status().frames >= 3),

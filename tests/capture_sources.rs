@@ -100,7 +100,7 @@ fn looping_file_keeps_going_with_rising_timestamps() {
     let mut spec = CameraSpec::with_defaults("loop", Source::File(file));
     spec.fps = Fps { num: 4, den: 1 };
     spec.looping = true;
-    let camera = Camera::start(spec);
+    let camera = Camera::start(spec, None);
     // 2 s of file at 4 fps is 8 frames; 14 means it looped.
     let looped = wait_until(Duration::from_secs(15), || camera.status().frames >= 14);
     let status = camera.status();
@@ -123,7 +123,7 @@ fn looping_file_keeps_going_with_rising_timestamps() {
 #[test]
 fn a_missing_file_fails_permanently_without_retrying() {
     let spec = CameraSpec::with_defaults("gone", Source::File("/nonexistent/vigil.mp4".into()));
-    let camera = Camera::start(spec);
+    let camera = Camera::start(spec, None);
     assert!(wait_until(Duration::from_secs(5), || camera.state()
         == CameraState::Failed));
     std::thread::sleep(Duration::from_millis(1500));

@@ -45,6 +45,12 @@ impl std::fmt::Display for CameraState {
     }
 }
 
+/// Told of every frame a camera adds to its ring (the vision layer encodes
+/// it). Called on the camera's thread: it must return at once.
+pub trait FrameObserver: Send + Sync {
+    fn on_frame(&self, camera: &str, ring: &Arc<Ring>, frame: &Arc<Frame>);
+}
+
 /// A point-in-time view of a camera, for logs, status and metrics.
 #[derive(Debug, Clone, Serialize)]
 pub struct CameraStatus {
@@ -89,6 +95,7 @@ struct Shared {
     frames: AtomicU64,
     reconnects: AtomicU64,
     loops: AtomicU64,
+    observer: Option<Arc<dyn FrameObserver>>,
     started: Instant,
     /// Milliseconds since `started` of the last frame (u64::MAX: none yet).
     last_frame_ms: AtomicU64,
@@ -138,8 +145,8 @@ pub struct Camera {
 }
 
 impl Camera {
-    /// Starts capturing on a thread of its own.
-    pub fn start(spec: CameraSpec) -> Camera {
+    /// Starts capturing on a thread of its own; `observer` hears of each frame.
+    pub fn start(spec: CameraSpec, observer: Option<Arc<dyn FrameObserver>>) -> Camera {
         let ring = Arc::new(Ring::new(RingLimits {
             max_age: spec.buffer,
             max_bytes: spec.memory,
@@ -151,6 +158,7 @@ impl Camera {
             frames: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             loops: AtomicU64::new(0),
+            observer,
             started: Instant::now(),
             last_frame_ms: AtomicU64::new(u64::MAX),
             heartbeat_ms: AtomicU64::new(0),
@@ -343,6 +351,9 @@ fn stream(
                     ring_frames = shared.ring.stats().frames,
                     "frame sampled"
                 );
+                if let Some(observer) = &shared.observer {
+                    observer.on_frame(&spec.name, &shared.ring, &frame);
+                }
                 shared
                     .last_frame_ms
                     .store(shared.elapsed_ms(), Ordering::Relaxed);

@@ -6,13 +6,14 @@
 mod backoff;
 mod camera;
 mod error;
+pub mod image;
 pub mod jpeg;
 mod pipeline;
 mod probe;
 mod rate;
 mod session;
 
-pub use camera::{Camera, CameraState, CameraStatus, RingStatusView};
+pub use camera::{Camera, CameraState, CameraStatus, FrameObserver, RingStatusView};
 pub use error::{CaptureError, package_for};
 pub use pipeline::describe;
 pub use probe::{ProbeError, ProbeOptions, probe};

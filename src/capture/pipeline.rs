@@ -75,7 +75,7 @@ fn render(template: &str, values: &[(&str, &str)]) -> String {
 
 /// Quotes a user-supplied value for gst-launch syntax, so spaces, `!` or
 /// quotes in a path or URL cannot change the pipeline's shape.
-fn quote(value: &str) -> String {
+pub(super) fn quote(value: &str) -> String {
     let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
     format!("\"{escaped}\"")
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use error::{ConfigError, Diagnostic};
 pub use question::{AlertRule, AnswerKind, Comparison, Window};
-pub use schema::RtspTransport;
+pub use schema::{FeaturePrecision, RtspTransport};
 pub use source::{Source, redact_url};
 pub use units::{ByteSize, Dur, parse_bytes, parse_duration};
 
@@ -51,6 +51,7 @@ pub struct ModelSettings {
     pub encoder: Option<PathBuf>,
     pub resampler: Option<PathBuf>,
     pub threads: usize,
+    pub feature_precision: FeaturePrecision,
 }
 
 /// A sampling rate as an exact fraction, as GStreamer caps want it.

@@ -38,6 +38,16 @@ pub struct RawModel {
     pub encoder: Option<Spanned<String>>,
     pub resampler: Option<Spanned<String>>,
     pub threads: Option<Spanned<i64>>,
+    pub feature_precision: Option<FeaturePrecision>,
+}
+
+/// How cached encoder features are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeaturePrecision {
+    #[default]
+    F16,
+    F32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

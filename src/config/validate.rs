@@ -135,6 +135,7 @@ fn model(c: &mut Checker, raw: RawModel) -> Result<ModelSettings, ConfigError> {
         encoder: file("model.encoder", raw.encoder),
         resampler: file("model.resampler", raw.resampler),
         threads,
+        feature_precision: raw.feature_precision.unwrap_or_default(),
     })
 }
 

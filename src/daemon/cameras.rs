@@ -4,12 +4,16 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::capture::{Camera, CameraStatus};
+use std::sync::Arc;
+
+use crate::capture::{Camera, CameraStatus, FrameObserver};
 use crate::config::CameraSpec;
 
 #[derive(Default)]
 pub struct CameraSet {
     cameras: BTreeMap<String, Camera>,
+    /// Told of every frame of every camera (the vision worker).
+    observer: Option<Arc<dyn FrameObserver>>,
 }
 
 /// What a reload did, for the log.
@@ -22,6 +26,13 @@ pub struct ReloadSummary {
 }
 
 impl CameraSet {
+    pub fn new(observer: Option<Arc<dyn FrameObserver>>) -> CameraSet {
+        CameraSet {
+            cameras: BTreeMap::new(),
+            observer,
+        }
+    }
+
     /// Makes the running set match `specs` (disabled cameras do not run).
     pub fn apply(&mut self, specs: &[CameraSpec]) -> ReloadSummary {
         let wanted: BTreeMap<&str, &CameraSpec> = specs
@@ -52,8 +63,10 @@ impl CameraSet {
                 if !summary.restarted.iter().any(|r| r == name) {
                     summary.added.push(name.to_string());
                 }
-                self.cameras
-                    .insert(name.to_string(), Camera::start(spec.clone()));
+                self.cameras.insert(
+                    name.to_string(),
+                    Camera::start(spec.clone(), self.observer.clone()),
+                );
             }
         }
         summary

@@ -4,6 +4,7 @@
 mod cameras;
 mod notify;
 mod signals;
+mod vision;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,6 +14,9 @@ use crossbeam_channel::{after, select};
 pub use cameras::{CameraSet, ReloadSummary};
 use notify::Notifier;
 use signals::{Signal, SignalListener};
+use vision::Vision;
+
+use std::sync::Arc;
 
 use crate::capture::{CameraState, CameraStatus};
 use crate::config::{self, Config};
@@ -33,9 +37,16 @@ pub fn run(config_path: &Path) -> Result<(), Error> {
         tracing::warn!(config = %config.path.display(), "{w}");
     }
     crate::capture::init()?;
+    let vision = match &config.model {
+        Some(model) => Vision::load(model)?,
+        None => None,
+    };
     let signals = SignalListener::install().map_err(Error::Signals)?;
     let mut notifier = Notifier::from_env();
-    let mut cameras = CameraSet::default();
+    let observer = vision
+        .as_ref()
+        .map(|v| Arc::clone(&v.worker) as Arc<dyn crate::capture::FrameObserver>);
+    let mut cameras = CameraSet::new(observer);
     let started = cameras.apply(&config.cameras);
     tracing::info!(
         config = %config.path.display(),
@@ -66,6 +77,9 @@ pub fn run(config_path: &Path) -> Result<(), Error> {
         if Instant::now() >= next_summary {
             next_summary = Instant::now() + config.daemon.summary_interval;
             log_summary(&statuses);
+            if let Some(v) = &vision {
+                v.log_summary();
+            }
             notifier.status(&summary_line(&statuses));
         }
     }
@@ -81,6 +95,11 @@ fn reload(path: &Path, config: &mut Config, cameras: &mut CameraSet, notifier: &
     notifier.reloading();
     match config::load(path) {
         Ok(new) => {
+            if new.model != config.model {
+                tracing::warn!(
+                    "[model] changed: models are loaded at start-up; restart vigil to use the new ones"
+                );
+            }
             for w in &new.warnings {
                 tracing::warn!(config = %new.path.display(), "{w}");
             }

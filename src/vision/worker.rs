@@ -1,0 +1,176 @@
+//! Encodes each new frame once, off the capture threads.
+//!
+//! Capture hands every frame over with a non-blocking send into a small
+//! bounded queue; when the queue is full the frame is skipped and counted,
+//! so a slow encoder never holds capture up. A skipped frame can still be
+//! encoded later, on demand, by `ensure`. Encodes are serialised by one
+//! lock: each frame is encoded at most once however many readers ask.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use serde::Serialize;
+
+use super::encoder::{Encoder, Precision};
+use super::error::VisionError;
+use crate::capture::FrameObserver;
+use crate::ring::{Features, Frame, Ring};
+
+/// Frames waiting for the encoder before new ones are skipped.
+const QUEUE: usize = 4;
+
+struct Job {
+    ring: Arc<Ring>,
+    frame: Arc<Frame>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct EncodeStats {
+    /// Frames encoded (each at most once).
+    pub encoded: u64,
+    /// Frames not queued because the encoder was busy.
+    pub skipped_busy: u64,
+    pub failed: u64,
+    /// Total time spent encoding, for the mean.
+    pub encode_ms_total: f64,
+}
+
+struct Shared {
+    encoder: Encoder,
+    precision: Precision,
+    /// Held while encoding, so two readers never encode the same frame.
+    encoding: Mutex<()>,
+    encoded: AtomicU64,
+    skipped_busy: AtomicU64,
+    failed: AtomicU64,
+    encode_us: AtomicU64,
+}
+
+impl Shared {
+    fn ensure(
+        &self,
+        ring: &Ring,
+        frame: &Arc<Frame>,
+    ) -> Result<Option<Arc<Features>>, VisionError> {
+        if let Some(f) = frame.features() {
+            return Ok(Some(Arc::clone(f)));
+        }
+        let _guard = self.encoding.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = frame.features() {
+            return Ok(Some(Arc::clone(f)));
+        }
+        let started = Instant::now();
+        let features = match self.encoder.encode(frame, self.precision) {
+            Ok(f) => f,
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let micros = started.elapsed().as_micros() as u64;
+        self.encode_us.fetch_add(micros, Ordering::Relaxed);
+        self.encoded.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(
+            seq = frame.seq,
+            encode_ms = micros as f64 / 1000.0,
+            "frame encoded"
+        );
+        // A frame that already left the ring keeps no features: nothing reads it.
+        ring.attach_features(frame, features);
+        Ok(frame.features().cloned())
+    }
+}
+
+pub struct VisionWorker {
+    shared: Arc<Shared>,
+    queue: Sender<Job>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl VisionWorker {
+    pub fn start(encoder: Encoder, precision: Precision) -> VisionWorker {
+        let shared = Arc::new(Shared {
+            encoder,
+            precision,
+            encoding: Mutex::new(()),
+            encoded: AtomicU64::new(0),
+            skipped_busy: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            encode_us: AtomicU64::new(0),
+        });
+        let (queue, jobs) = bounded(QUEUE);
+        let worker = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("vision".into())
+            .spawn(move || run(&worker, &jobs))
+            .expect("spawning the vision thread");
+        VisionWorker {
+            shared,
+            queue,
+            thread: Some(thread),
+        }
+    }
+
+    /// The frame's features, encoding them now if the worker has not yet.
+    pub fn ensure(
+        &self,
+        ring: &Ring,
+        frame: &Arc<Frame>,
+    ) -> Result<Option<Arc<Features>>, VisionError> {
+        self.shared.ensure(ring, frame)
+    }
+
+    pub fn encoder(&self) -> &Encoder {
+        &self.shared.encoder
+    }
+
+    pub fn stats(&self) -> EncodeStats {
+        let s = &self.shared;
+        EncodeStats {
+            encoded: s.encoded.load(Ordering::Relaxed),
+            skipped_busy: s.skipped_busy.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            encode_ms_total: s.encode_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        }
+    }
+}
+
+impl FrameObserver for VisionWorker {
+    fn on_frame(&self, camera: &str, ring: &Arc<Ring>, frame: &Arc<Frame>) {
+        let job = Job {
+            ring: Arc::clone(ring),
+            frame: Arc::clone(frame),
+        };
+        if let Err(TrySendError::Full(_)) = self.queue.try_send(job) {
+            let n = self.shared.skipped_busy.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::debug!(
+                camera,
+                seq = frame.seq,
+                skipped_busy = n,
+                "encoder busy; frame skipped"
+            );
+        }
+    }
+}
+
+impl Drop for VisionWorker {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it finishes its frame.
+        let (closed, _) = bounded(0);
+        self.queue = closed;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(shared: &Shared, jobs: &Receiver<Job>) {
+    for job in jobs {
+        if let Err(e) = shared.ensure(&job.ring, &job.frame) {
+            tracing::warn!(error = %e, seq = job.frame.seq, "encoding a frame failed");
+        }
+    }
+}
