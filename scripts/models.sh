@@ -37,6 +37,8 @@ if [ "${1:-}" = --python ]; then
   exit 0
 fi
 
+(cd "$here/tools" && "$py" -m vigil_kit selftest) || die "the model kit's self-test failed"
+
 kit_hash=$(cat "$req" "$here"/tools/vigil_kit/*.py | sha256sum | cut -c1-12)
 built=$cache/models-$kit_hash
 outputs=(efficientnet-lite0 nfnet-f0 resampler)

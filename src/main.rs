@@ -83,6 +83,9 @@ enum BenchStage {
         /// Threads for tract.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// Also print the encoder's time per operator.
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
                     frames,
                     runs,
                     threads,
+                    profile,
                 },
         } => {
             vigil::logging::init("warn");
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
                 resampler,
                 frames,
                 runs,
+                profile,
             };
             match vigil::vision::bench::run(&options, &mut std::io::stdout().lock()) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,8 @@ pub struct BenchOptions {
     pub resampler: Option<PathBuf>,
     pub frames: Vec<usize>,
     pub runs: usize,
+    /// Also print where the encoder's time goes, by operator.
+    pub profile: bool,
 }
 
 fn median_ms(
@@ -42,6 +44,9 @@ pub fn run(options: &BenchOptions, out: &mut dyn Write) -> Result<(), VisionErro
         let image: Vec<u8> = (0..size * size * 3).map(|i| (i * 37 % 251) as u8).collect();
         let ms = median_ms(options.runs, || encoder.encode_image(&image).map(|_| ()))?;
         let _ = writeln!(out, "{}_ms: {ms:.2}", options.encoder_label);
+        if options.profile {
+            profile(&encoder, &image, options.runs, out)?;
+        }
     }
     if let Some(path) = &options.resampler {
         let resampler = Resampler::load(path)?;
@@ -55,6 +60,49 @@ pub fn run(options: &BenchOptions, out: &mut dyn Write) -> Result<(), VisionErro
             })?;
             let _ = writeln!(out, "resampler_t{t}_ms: {ms:.2}");
         }
+    }
+    Ok(())
+}
+
+/// Time per operator kind over `runs` runs, as `# op: ms (share)` lines.
+fn profile(
+    encoder: &Encoder,
+    image: &[u8],
+    runs: usize,
+    out: &mut dyn Write,
+) -> Result<(), VisionError> {
+    use std::collections::HashMap;
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::plan::{SimpleState, eval};
+
+    let runs = runs.max(1);
+    let mut per_op: HashMap<String, (f64, usize)> = HashMap::new();
+    let mut state =
+        SimpleState::new(encoder.plan()).map_err(|e| VisionError::Run(e.to_string()))?;
+    for _ in 0..runs {
+        let input = encoder.input_tensor(image)?;
+        state
+            .run_plan_with_eval(tvec!(input.into_tvalue()), |ctx, op_state, node, inputs| {
+                let started = Instant::now();
+                let result = eval(ctx, op_state, node, inputs);
+                let entry = per_op.entry(node.op().name().to_string()).or_default();
+                entry.0 += started.elapsed().as_secs_f64() * 1000.0;
+                entry.1 += 1;
+                result
+            })
+            .map_err(|e| VisionError::Run(format!("{e:#}")))?;
+    }
+    let total: f64 = per_op.values().map(|v| v.0).sum();
+    let mut rows: Vec<_> = per_op.into_iter().collect();
+    rows.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
+    for (op, (ms, calls)) in rows.iter().take(12) {
+        let _ = writeln!(
+            out,
+            "# {op}: {:.2} ms/run, {:.0}%, {} nodes",
+            ms / runs as f64,
+            100.0 * ms / total,
+            calls / runs
+        );
     }
     Ok(())
 }

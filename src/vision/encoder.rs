@@ -141,9 +141,7 @@ impl Encoder {
                 image.len()
             )));
         }
-        let input = preprocess::normalize(image, h, &self.meta.preprocess);
-        let tensor = Tensor::from_shape(&[1, 3, h, w], &input)
-            .map_err(|e| VisionError::Run(e.to_string()))?;
+        let tensor = self.input_tensor(image)?;
         let outputs = self
             .plan
             .run(tvec!(tensor.into_tvalue()))
@@ -163,6 +161,17 @@ impl Encoder {
             out.iter_mut().zip(view.iter()).for_each(|(o, v)| *o = *v);
         }
         Ok(out)
+    }
+
+    /// The normalised NCHW input tensor for a prepared input image.
+    pub(super) fn input_tensor(&self, image: &[u8]) -> Result<Tensor, VisionError> {
+        let [h, w] = self.meta.input.size;
+        let input = preprocess::normalize(image, h, &self.meta.preprocess);
+        Tensor::from_shape(&[1, 3, h, w], &input).map_err(|e| VisionError::Run(e.to_string()))
+    }
+
+    pub(super) fn plan(&self) -> &Arc<TypedRunnableModel> {
+        &self.plan
     }
 
     /// Encodes a frame into features for the ring.

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import onnx
 
-from . import efficientnet, fixtures, nfnet, preprocess, resampler, safetensors
+from . import efficientnet, fixtures, nfnet, preprocess, resampler, safetensors, selftest
 
 # ImageNet classes 281-285 are the domestic cats (tabby ... Egyptian cat).
 CAT_CLASSES = set(range(281, 286))
@@ -81,6 +81,8 @@ def main():
     p.add_argument("--photos", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(run=lambda a: fixtures.write(a.models, a.photos, a.out))
+    p = sub.add_parser("selftest", help="check the weight readers on files written here")
+    p.set_defaults(run=lambda a: selftest.main())
     args = parser.parse_args()
     os.makedirs(getattr(args, "out", "."), exist_ok=True)
     args.run(args)
