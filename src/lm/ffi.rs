@@ -1,0 +1,434 @@
+//! Every `unsafe` line vigil writes against llama.cpp lives here, behind a
+//! safe face: a loaded [`Model`] (shared, read-only) and a [`Context`]
+//! (one sequence, one decoding thread) that can carry a [`ResidualHook`]
+//! run from the scheduler's eval callback.
+
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::Once;
+
+use llama_cpp_sys_2 as sys;
+
+use super::error::LmError;
+use super::hook::{ResidualHook, layer_of};
+
+pub type Token = i32;
+
+static BACKEND: Once = Once::new();
+
+fn init_backend() {
+    BACKEND.call_once(|| {
+        // SAFETY: both calls take no pointers we own; llama.cpp requires the
+        // backend to be initialised once per process before any model loads,
+        // which `Once` guarantees. The log callback is a plain function.
+        unsafe {
+            sys::llama_log_set(Some(forward_log), std::ptr::null_mut());
+            sys::llama_backend_init();
+        }
+    });
+}
+
+/// llama.cpp's log lines go to tracing (debug), not to stderr.
+unsafe extern "C" fn forward_log(_level: sys::ggml_log_level, text: *const c_char, _: *mut c_void) {
+    if text.is_null() {
+        return;
+    }
+    // SAFETY: llama.cpp passes a NUL-terminated string valid for this call.
+    let line = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+    tracing::debug!(target: "llama.cpp", "{}", line.trim_end());
+}
+
+/// A GGUF model loaded by llama.cpp (memory-mapped, CPU).
+pub struct Model {
+    ptr: NonNull<sys::llama_model>,
+}
+
+// SAFETY: after loading, llama.cpp only reads a llama_model; it is meant to
+// be shared by several contexts and threads. It is freed once, in Drop.
+unsafe impl Send for Model {}
+unsafe impl Sync for Model {}
+
+impl Model {
+    pub fn load(path: &Path) -> Result<Model, LmError> {
+        if !path.is_file() {
+            return Err(LmError::Missing(path.to_path_buf()));
+        }
+        let c_path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| LmError::Invalid(format!("{} contains a NUL byte", path.display())))?;
+        init_backend();
+        // SAFETY: default params are plain data; the path outlives the call;
+        // a null return (any load failure) is handled below.
+        let ptr = unsafe {
+            let mut params = sys::llama_model_default_params();
+            params.n_gpu_layers = 0;
+            sys::llama_model_load_from_file(c_path.as_ptr(), params)
+        };
+        NonNull::new(ptr)
+            .map(|ptr| Model { ptr })
+            .ok_or_else(|| LmError::Load(path.to_path_buf()))
+    }
+
+    fn vocab(&self) -> *const sys::llama_vocab {
+        // SAFETY: the model pointer is valid for self's lifetime; the vocab
+        // belongs to the model and lives as long as it.
+        unsafe { sys::llama_model_get_vocab(self.ptr.as_ptr()) }
+    }
+
+    pub fn n_embd(&self) -> usize {
+        // SAFETY: valid model pointer; a pure getter.
+        unsafe { sys::llama_model_n_embd(self.ptr.as_ptr()) as usize }
+    }
+
+    pub fn n_layer(&self) -> usize {
+        // SAFETY: valid model pointer; a pure getter.
+        unsafe { sys::llama_model_n_layer(self.ptr.as_ptr()) as usize }
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        // SAFETY: valid vocab pointer; a pure getter.
+        unsafe { sys::llama_vocab_n_tokens(self.vocab()) as usize }
+    }
+
+    /// Whether `token` ends generation (EOS, EOT, ...).
+    pub fn is_end_of_generation(&self, token: Token) -> bool {
+        // SAFETY: valid vocab pointer; a pure lookup.
+        unsafe { sys::llama_vocab_is_eog(self.vocab(), token) }
+    }
+
+    /// Text → tokens with the model's own tokenizer. `special` adds BOS
+    /// when the model wants it and parses special tokens in the text.
+    pub fn tokenize(&self, text: &str, special: bool) -> Result<Vec<Token>, LmError> {
+        let len =
+            i32::try_from(text.len()).map_err(|_| LmError::Tokenize("text too long".into()))?;
+        let mut tokens: Vec<Token> = vec![0; text.len() + 8];
+        for _ in 0..2 {
+            // SAFETY: `text` is valid for `len` bytes (no NUL needed: the
+            // length is passed); `tokens` has room for `tokens.len()` ids.
+            let n = unsafe {
+                sys::llama_tokenize(
+                    self.vocab(),
+                    text.as_ptr() as *const c_char,
+                    len,
+                    tokens.as_mut_ptr(),
+                    tokens.len() as i32,
+                    special,
+                    special,
+                )
+            };
+            if n >= 0 {
+                tokens.truncate(n as usize);
+                return Ok(tokens);
+            }
+            if n == i32::MIN {
+                break;
+            }
+            tokens.resize((-n) as usize, 0);
+        }
+        Err(LmError::Tokenize(format!(
+            "llama_tokenize failed for {} bytes",
+            text.len()
+        )))
+    }
+
+    /// The text of one token.
+    pub fn piece(&self, token: Token) -> String {
+        let mut buf = vec![0u8; 64];
+        for _ in 0..2 {
+            // SAFETY: `buf` has room for `buf.len()` bytes; llama.cpp writes
+            // at most that many and returns the needed size when negative.
+            let n = unsafe {
+                sys::llama_token_to_piece(
+                    self.vocab(),
+                    token,
+                    buf.as_mut_ptr() as *mut c_char,
+                    buf.len() as i32,
+                    0,
+                    false,
+                )
+            };
+            if n >= 0 {
+                buf.truncate(n as usize);
+                return String::from_utf8_lossy(&buf).into_owned();
+            }
+            buf.resize((-n) as usize, 0);
+        }
+        String::new()
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        // SAFETY: contexts borrow the model, so none outlives it; freed once.
+        unsafe { sys::llama_model_free(self.ptr.as_ptr()) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ContextOptions {
+    pub n_ctx: u32,
+    /// Also the micro-batch size: the hook sees whole batches.
+    pub n_batch: u32,
+    pub threads: i32,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        ContextOptions {
+            n_ctx: 1024,
+            n_batch: 512,
+            threads: 2,
+        }
+    }
+}
+
+/// What the eval callback works with; boxed so its address is stable for
+/// llama.cpp, and owned by the context that registered it.
+struct HookState {
+    hook: Box<dyn ResidualHook>,
+    wanted: Vec<bool>,
+    n_embd: usize,
+    scratch: Vec<f32>,
+    /// Times each layer's output was edited.
+    edits: Vec<u64>,
+    error: Option<String>,
+}
+
+/// One llama.cpp context: a single sequence decoded on the calling thread.
+pub struct Context<'m> {
+    ptr: NonNull<sys::llama_context>,
+    model: &'m Model,
+    // Declared after `ptr` but freed explicitly in Drop, after llama_free:
+    // the callback may not see a dangling state.
+    hook: Option<Box<HookState>>,
+}
+
+impl<'m> Context<'m> {
+    pub fn new(
+        model: &'m Model,
+        options: &ContextOptions,
+        hook: Option<Box<dyn ResidualHook>>,
+    ) -> Result<Context<'m>, LmError> {
+        let n_layer = model.n_layer();
+        let mut state = match hook {
+            Some(hook) => {
+                let mut wanted = vec![false; n_layer];
+                for layer in hook.layers() {
+                    if layer >= n_layer {
+                        return Err(LmError::Invalid(format!(
+                            "hook layer {layer} is out of range: the model has {n_layer} layers (0..{})",
+                            n_layer - 1
+                        )));
+                    }
+                    wanted[layer] = true;
+                }
+                Some(Box::new(HookState {
+                    hook,
+                    wanted,
+                    n_embd: model.n_embd(),
+                    scratch: Vec::new(),
+                    edits: vec![0; n_layer],
+                    error: None,
+                }))
+            }
+            None => None,
+        };
+        // SAFETY: default params are plain data. When a hook is set, the
+        // callback gets a pointer to the boxed state, which this context owns
+        // and frees only after llama_free (see Drop); llama.cpp calls it only
+        // from inside llama_decode on this thread.
+        let ptr = unsafe {
+            let mut params = sys::llama_context_default_params();
+            params.n_ctx = options.n_ctx;
+            params.n_batch = options.n_batch;
+            params.n_ubatch = options.n_batch;
+            params.n_threads = options.threads;
+            params.n_threads_batch = options.threads;
+            params.no_perf = true;
+            if let Some(state) = state.as_mut() {
+                params.cb_eval = Some(eval_callback);
+                params.cb_eval_user_data = state.as_mut() as *mut HookState as *mut c_void;
+            }
+            sys::llama_init_from_model(model.ptr.as_ptr(), params)
+        };
+        let ptr = NonNull::new(ptr).ok_or_else(|| {
+            LmError::Context(format!(
+                "n_ctx {} n_batch {}",
+                options.n_ctx, options.n_batch
+            ))
+        })?;
+        Ok(Context {
+            ptr,
+            model,
+            hook: state,
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        self.model
+    }
+
+    /// Appends `tokens` to the sequence and computes logits for the last.
+    pub fn decode(&mut self, tokens: &[Token]) -> Result<(), LmError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: llama_batch_get_one only stores the pointer; the slice
+        // outlives llama_decode, which reads but does not write the tokens.
+        let code = unsafe {
+            let batch =
+                sys::llama_batch_get_one(tokens.as_ptr() as *mut Token, tokens.len() as i32);
+            sys::llama_decode(self.ptr.as_ptr(), batch)
+        };
+        if let Some(error) = self.hook.as_mut().and_then(|s| s.error.take()) {
+            return Err(LmError::Hook(error));
+        }
+        if code != 0 {
+            return Err(LmError::Decode(code));
+        }
+        Ok(())
+    }
+
+    /// Logits of the last decoded token, one per vocabulary entry.
+    pub fn last_logits(&self) -> &[f32] {
+        let n = self.model.n_vocab();
+        // SAFETY: after a successful decode llama.cpp holds n_vocab logits
+        // for the last token until the next decode, which needs &mut self.
+        unsafe {
+            let p = sys::llama_get_logits_ith(self.ptr.as_ptr(), -1);
+            if p.is_null() {
+                return &[];
+            }
+            std::slice::from_raw_parts(p, n)
+        }
+    }
+
+    /// Forgets the sequence (the KV cache).
+    pub fn clear(&mut self) {
+        // SAFETY: valid context; the memory handle belongs to it.
+        unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ptr.as_ptr()), true) }
+    }
+
+    /// llama.cpp's own control vector: adds `direction` to the output of
+    /// `layer` (1-based layers only, as llama.cpp numbers them for this).
+    /// The hook-integrity test compares the residual hook against it.
+    pub fn set_control_vector(&mut self, layer: usize, direction: &[f32]) -> Result<(), LmError> {
+        let (n_embd, n_layer) = (self.model.n_embd(), self.model.n_layer());
+        if layer == 0 || layer >= n_layer || direction.len() != n_embd {
+            return Err(LmError::Invalid(format!(
+                "control vector for layer {layer} with {} values: need layer 1..{} and {n_embd} values",
+                direction.len(),
+                n_layer - 1
+            )));
+        }
+        // The buffer starts at layer 1.
+        let mut data = vec![0f32; n_embd * n_layer];
+        data[(layer - 1) * n_embd..layer * n_embd].copy_from_slice(direction);
+        // SAFETY: `data` holds `len` floats and llama.cpp copies them.
+        let code = unsafe {
+            sys::llama_set_adapter_cvec(
+                self.ptr.as_ptr(),
+                data.as_ptr(),
+                data.len(),
+                n_embd as i32,
+                layer as i32,
+                layer as i32,
+            )
+        };
+        if code != 0 {
+            return Err(LmError::Invalid(format!(
+                "llama_set_adapter_cvec returned {code}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// How many times the hook edited each layer's output.
+    pub fn hook_edits(&self) -> Vec<u64> {
+        self.hook
+            .as_ref()
+            .map(|s| s.edits.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Context<'_> {
+    fn drop(&mut self) {
+        // SAFETY: freed once; no decode can be running (it needs &mut self).
+        unsafe { sys::llama_free(self.ptr.as_ptr()) }
+        // Only now may the callback's state go.
+        self.hook.take();
+    }
+}
+
+/// The scheduler's eval callback. With `ask`, it says whether it wants a
+/// tensor (only the `l_out-N` of hooked layers); without, it gets that
+/// tensor computed, edits it in place and lets the graph continue.
+unsafe extern "C" fn eval_callback(
+    t: *mut sys::ggml_tensor,
+    ask: bool,
+    user_data: *mut c_void,
+) -> bool {
+    if t.is_null() || user_data.is_null() {
+        return !ask;
+    }
+    // SAFETY: user_data is the HookState registered by Context::new, alive
+    // until after llama_free; only this decoding thread touches it while
+    // llama_decode runs. `t` is a valid tensor of the graph being computed.
+    let state = unsafe { &mut *(user_data as *mut HookState) };
+    let tensor = unsafe { &mut *t };
+    let outcome = catch_unwind(AssertUnwindSafe(|| edit_tensor(state, tensor, ask)));
+    match outcome {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(message)) => {
+            state.error = Some(message);
+            false
+        }
+        Err(_) => {
+            state.error = Some("the residual hook panicked".into());
+            false
+        }
+    }
+}
+
+fn edit_tensor(state: &mut HookState, t: &mut sys::ggml_tensor, ask: bool) -> Result<bool, String> {
+    // SAFETY: ggml keeps tensor names NUL-terminated within the array.
+    let name = unsafe { CStr::from_ptr(t.name.as_ptr()) }.to_string_lossy();
+    let Some(layer) = layer_of(&name).filter(|&l| l < state.wanted.len() && state.wanted[l]) else {
+        // Not ours: do not ask for it; if handed it anyway, carry on.
+        return Ok(!ask);
+    };
+    if ask {
+        return Ok(true);
+    }
+    let n_embd = state.n_embd;
+    if t.type_ != sys::GGML_TYPE_F32
+        || t.ne[0] as usize != n_embd
+        || t.nb[0] != 4
+        || t.nb[1] != 4 * n_embd
+    {
+        return Err(format!(
+            "{name} is not a contiguous f32 [n_embd={n_embd}, rows] tensor (type {}, ne {:?}, nb {:?}): llama.cpp's graph changed",
+            t.type_, t.ne, t.nb
+        ));
+    }
+    // SAFETY: `t` is a valid, computed tensor; nbytes is its exact size.
+    let bytes = unsafe { sys::ggml_nbytes(t) };
+    let values = bytes / 4;
+    state.scratch.resize(values, 0.0);
+    // SAFETY: scratch holds exactly `bytes` bytes; the tensor is computed
+    // (ask == false) and its backend buffer may be read and written here,
+    // between graph splits, before any node that reads it runs.
+    unsafe {
+        sys::ggml_backend_tensor_get(t, state.scratch.as_mut_ptr() as *mut c_void, 0, bytes);
+    }
+    state.hook.edit(layer, &mut state.scratch, n_embd)?;
+    // SAFETY: as above.
+    unsafe {
+        sys::ggml_backend_tensor_set(t, state.scratch.as_ptr() as *const c_void, 0, bytes);
+    }
+    state.edits[layer] += 1;
+    Ok(true)
+}
