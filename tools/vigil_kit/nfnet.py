@@ -17,6 +17,7 @@ deterministic random ones; `safetensors.load` reads a timm checkpoint.
 import numpy as np
 
 from .graph import Graph, same_pads
+from .metadata import encoder as encoder_metadata
 
 DEPTHS = (1, 2, 6, 3)
 CHANNELS = (256, 512, 1536, 1536)
@@ -154,18 +155,11 @@ def build(sd, size=INPUT_SIZE):
 
 
 def metadata(spatial, weights, size=INPUT_SIZE):
-    return {
-        "kind": "encoder",
-        "name": "nfnet-f0",
-        "input": {"name": "image", "size": [size, size], "layout": "NCHW"},
-        "preprocess": {
-            "fit": "letterbox",
-            "fill": [124, 116, 104],
-            "mean": [123.675, 116.28, 103.53],
-            "std": [58.395, 57.12, 57.375],
-        },
-        "output": {"name": "features", "layout": "NCHW", "feature_dim": FEATURE_DIM, "grid": [spatial, spatial]},
-        "tokens_per_frame": spatial * spatial,
-        "feature_dim": FEATURE_DIM,
-        "weights": weights,
-    }
+    return encoder_metadata(
+        "nfnet-f0",
+        size,
+        spatial,
+        FEATURE_DIM,
+        {"fit": "letterbox", "fill": [124, 116, 104], "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
+        weights=weights,
+    )
