@@ -221,12 +221,10 @@ impl Camera {
         let _ = self.stop.try_send(());
     }
 
-    /// Stops the camera and waits for its pipeline to reach NULL.
-    pub fn join(mut self) {
-        self.request_stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Stops the camera and waits for its pipeline to reach NULL (what
+    /// dropping it does; the name says so at the call site).
+    pub fn join(self) {
+        drop(self);
     }
 
     /// Like `join`, but gives up at `deadline`, leaving the thread behind
