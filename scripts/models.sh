@@ -4,6 +4,8 @@
 #   models/efficientnet-lite0.onnx  real ImageNet weights, checked on a cat photo
 #   models/nfnet-f0.onnx            dm_nfnet_f0 topology, random weights
 #   models/resampler.onnx           Perceiver Resampler, random init
+#   models/xattn-smollm2-random.gguf  4 gated cross-attention blocks for
+#                                   SmolLM2, random (seed 0, gates tanh(0.1))
 # each with a .json of metadata beside it. The kit runs in a virtualenv;
 # results are cached by the hash of the kit's source, so a fresh clone with
 # an unchanged kit copies them instead of exporting again.
@@ -41,8 +43,11 @@ fi
 
 kit_hash=$(cat "$req" "$here"/tools/vigil_kit/*.py | sha256sum | cut -c1-12)
 built=$cache/models-$kit_hash
-outputs=(efficientnet-lite0 nfnet-f0 resampler)
-if [ ! -s "$built/resampler.json" ]; then
+outputs=(efficientnet-lite0.onnx efficientnet-lite0.json nfnet-f0.onnx nfnet-f0.json resampler.onnx resampler.json
+  xattn-smollm2-random.gguf)
+lm=$models/smollm2-135m-instruct-q4_1.gguf
+[ -s "$lm" ] || die "$lm missing: run scripts/setup.sh first"
+if [ ! -s "$built/xattn-smollm2-random.gguf" ]; then
   step "model kit: exporting ${outputs[*]} (kit $kit_hash)"
   rm -rf "$built.part" && mkdir -p "$built.part"
   (cd "$here/tools" && "$py" -m vigil_kit effnet --weights "$models/efficientnet-lite0-57934424.pth" --photos "$photos" --out "$built.part") \
@@ -50,14 +55,14 @@ if [ ! -s "$built/resampler.json" ]; then
   (cd "$here/tools" && "$py" -m vigil_kit nfnet --out "$built.part") || die "NFNet-F0 export failed"
   (cd "$here/tools" && "$py" -m vigil_kit resampler --encoder-meta "$built.part/efficientnet-lite0.json" --out "$built.part") \
     || die "resampler export failed"
+  (cd "$here/tools" && "$py" -m vigil_kit random-adapter --lm "$lm" --out "$built.part/xattn-smollm2-random.gguf") \
+    || die "random adapter for SmolLM2 failed"
   rm -rf "$built" && mv "$built.part" "$built"
 fi
 for name in "${outputs[@]}"; do
-  for ext in onnx json; do
-    if ! cmp -s "$built/$name.$ext" "$models/$name.$ext"; then
-      cp "$built/$name.$ext" "$models/$name.$ext"
-    fi
-  done
+  if ! cmp -s "$built/$name" "$models/$name"; then
+    cp "$built/$name" "$models/$name"
+  fi
 done
 step "models ready: ${outputs[*]} in models/"
 

@@ -16,6 +16,12 @@ pub enum LmError {
     Decode(i32),
     #[error("the residual hook failed: {0}")]
     Hook(String),
+    #[error(
+        "the prompt needs {need} positions but the context holds {n_ctx}\nhelp: shorten the prompt or few-shot examples, or raise the context size"
+    )]
+    ContextFull { need: usize, n_ctx: usize },
+    #[error("adapter {}: {message}", path.display())]
+    Adapter { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
 }

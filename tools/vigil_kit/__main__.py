@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import onnx
 
-from . import efficientnet, fixtures, nfnet, preprocess, resampler, safetensors, selftest
+from . import efficientnet, fixtures, gguf_lm, nfnet, preprocess, resampler, safetensors, selftest, xattn
 
 # ImageNet classes 281-285 are the domestic cats (tabby ... Egyptian cat).
 CAT_CLASSES = set(range(281, 286))
@@ -58,6 +58,36 @@ def export_resampler(args):
     _save(model, resampler.metadata(w, encoder["tokens_per_frame"]), args.out, "resampler")
 
 
+def random_adapter(args):
+    lm = gguf_lm.LM(args.lm)
+    layers = [int(x) for x in args.layers.split(",")] if args.layers else xattn.default_layers(lm.n_layer, args.blocks)
+    if not args.unchecked:
+        bad = [n for n in layers if not 1 <= n < lm.n_layer]
+        if bad:
+            sys.exit(f"layers {bad} out of range: blocks go before LM layers 1..{lm.n_layer - 1}")
+    adapter = xattn.random_adapter(lm, layers, visual_dim=args.visual_dim, gate=args.gate, seed=args.seed)
+    lie = dict(kv.split("=", 1) for kv in args.lie)
+    adapter.write(args.out, drop=set(args.drop), lie=lie)
+    print(f"wrote {args.out}: blocks before layers {layers}, gates tanh({args.gate})", flush=True)
+
+
+def lm_reference(args):
+    """Reference logits for the prompts of a request written by the Rust tests."""
+    request = json.load(open(args.request))
+    lm = gguf_lm.LM(request["lm"])
+    adapter = xattn.Adapter.read(request["adapter"]) if request.get("adapter") else None
+    media_kv = None
+    if adapter is not None:
+        v = request["visual"]
+        visual = np.fromfile(v["path"], dtype="<f4").reshape(v["count"], v["tokens"], v["dim"])
+        media_kv = {layer: [adapter.media_kv(layer, m) for m in visual] for layer in adapter.blocks}
+    with open(request["out"], "wb") as out:
+        for prompt in request["prompts"]:
+            logits = lm.forward(prompt["tokens"], prompt["media"], adapter, media_kv)
+            out.write(np.ascontiguousarray(logits[prompt["rows"]], dtype="<f4").tobytes())
+    print(f"reference logits for {len(request['prompts'])} prompts in {request['out']}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(prog="vigil_kit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,10 +111,26 @@ def main():
     p.add_argument("--photos", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(run=lambda a: fixtures.write(a.models, a.photos, a.out))
+    p = sub.add_parser("random-adapter", help="write a random gated cross-attention adapter for a GGUF LM")
+    p.add_argument("--lm", required=True, help="the LM's .gguf")
+    p.add_argument("--out", required=True, help="adapter .gguf to write")
+    p.add_argument("--blocks", type=int, default=4, help="number of blocks, evenly spaced (default 4)")
+    p.add_argument("--layers", help="LM layers that get a block before them, e.g. 6,12,18,24")
+    p.add_argument("--visual-dim", type=int, default=384, help="width of the visual tokens (the resampler's)")
+    p.add_argument("--gate", type=float, default=0.1, help="raw gate value (fed through tanh); 0 = frozen LM")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--drop", action="append", default=[], help="leave this tensor out (error tests)")
+    p.add_argument("--lie", action="append", default=[], help="KEY=VALUE metadata override (error tests)")
+    p.add_argument("--unchecked", action="store_true", help="allow out-of-range layers (error tests)")
+    p.set_defaults(run=random_adapter)
+    p = sub.add_parser("lm-reference", help="reference logits (numpy) for a JSON request from the Rust tests")
+    p.add_argument("request")
+    p.set_defaults(run=lm_reference)
     p = sub.add_parser("selftest", help="check the weight readers on files written here")
     p.set_defaults(run=lambda a: selftest.main())
     args = parser.parse_args()
-    os.makedirs(getattr(args, "out", "."), exist_ok=True)
+    if args.command in ("effnet", "nfnet", "resampler", "fixtures"):
+        os.makedirs(args.out, exist_ok=True)
     args.run(args)
 
 

@@ -15,6 +15,9 @@ use llama_cpp_sys_2 as sys;
 use super::error::LmError;
 use super::hook::{ResidualHook, layer_of};
 
+pub mod gguf;
+pub mod graph;
+
 pub type Token = i32;
 
 static BACKEND: Once = Once::new();
@@ -92,15 +95,80 @@ impl Model {
         unsafe { sys::llama_vocab_n_tokens(self.vocab()) as usize }
     }
 
+    /// A metadata string of the GGUF (e.g. `general.architecture`).
+    pub fn meta(&self, key: &str) -> Option<String> {
+        let c_key = CString::new(key).ok()?;
+        let mut buf = vec![0u8; 256];
+        for _ in 0..2 {
+            // SAFETY: valid model and key; llama.cpp writes at most
+            // `buf.len()` bytes (NUL included) and returns the full length,
+            // or -1 when the key is absent.
+            let n = unsafe {
+                sys::llama_model_meta_val_str(
+                    self.ptr.as_ptr(),
+                    c_key.as_ptr(),
+                    buf.as_mut_ptr() as *mut c_char,
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                return None;
+            }
+            if (n as usize) < buf.len() {
+                buf.truncate(n as usize);
+                return Some(String::from_utf8_lossy(&buf).into_owned());
+            }
+            buf.resize(n as usize + 1, 0);
+        }
+        None
+    }
+
+    /// The stored text of a vocabulary entry, as bytes (as in the GGUF's
+    /// token list).
+    pub fn token_bytes(&self, token: Token) -> Vec<u8> {
+        if token < 0 || token as usize >= self.n_vocab() {
+            return Vec::new();
+        }
+        // SAFETY: valid vocab and an in-range id; the text is NUL-terminated
+        // and owned by the vocab.
+        unsafe {
+            let p = sys::llama_vocab_get_text(self.vocab(), token);
+            if p.is_null() {
+                return Vec::new();
+            }
+            CStr::from_ptr(p).to_bytes().to_vec()
+        }
+    }
+
     /// Whether `token` ends generation (EOS, EOT, ...).
     pub fn is_end_of_generation(&self, token: Token) -> bool {
         // SAFETY: valid vocab pointer; a pure lookup.
         unsafe { sys::llama_vocab_is_eog(self.vocab(), token) }
     }
 
+    /// The token to start a sequence with, when the model wants one.
+    pub fn bos(&self) -> Option<Token> {
+        // SAFETY: valid vocab pointer; pure getters.
+        unsafe {
+            sys::llama_vocab_get_add_bos(self.vocab()).then(|| sys::llama_vocab_bos(self.vocab()))
+        }
+    }
+
     /// Text → tokens with the model's own tokenizer. `special` adds BOS
     /// when the model wants it and parses special tokens in the text.
     pub fn tokenize(&self, text: &str, special: bool) -> Result<Vec<Token>, LmError> {
+        self.tokenize_with(text, special, special)
+    }
+
+    /// Text → tokens; `add_special` adds BOS (when the model wants it),
+    /// `parse_special` reads special-token text (`<|im_start|>`) as those
+    /// tokens rather than as plain text.
+    pub fn tokenize_with(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<Token>, LmError> {
         let len =
             i32::try_from(text.len()).map_err(|_| LmError::Tokenize("text too long".into()))?;
         let mut tokens: Vec<Token> = vec![0; text.len() + 8];
@@ -114,8 +182,8 @@ impl Model {
                     len,
                     tokens.as_mut_ptr(),
                     tokens.len() as i32,
-                    special,
-                    special,
+                    add_special,
+                    parse_special,
                 )
             };
             if n >= 0 {
@@ -196,10 +264,29 @@ struct HookState {
     error: Option<String>,
 }
 
+/// A sequence's KV cache, saved by [`Context::save_state`].
+pub struct SavedState {
+    data: Vec<u8>,
+    n_past: usize,
+}
+
+impl SavedState {
+    pub fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+}
+
 /// One llama.cpp context: a single sequence decoded on the calling thread.
 pub struct Context<'m> {
     ptr: NonNull<sys::llama_context>,
     model: &'m Model,
+    batch: sys::llama_batch,
+    n_batch: usize,
+    n_past: usize,
     // Declared after `ptr` but freed explicitly in Drop, after llama_free:
     // the callback may not see a dangling state.
     hook: Option<Box<HookState>>,
@@ -259,9 +346,15 @@ impl<'m> Context<'m> {
                 options.n_ctx, options.n_batch
             ))
         })?;
+        // SAFETY: allocates a token batch of n_batch entries with one
+        // sequence id each; freed once in Drop.
+        let batch = unsafe { sys::llama_batch_init(options.n_batch as i32, 0, 1) };
         Ok(Context {
             ptr,
             model,
+            batch,
+            n_batch: options.n_batch as usize,
+            n_past: 0,
             hook: state,
         })
     }
@@ -270,25 +363,96 @@ impl<'m> Context<'m> {
         self.model
     }
 
+    /// Positions decoded so far (the length of the sequence in the KV cache).
+    pub fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        // SAFETY: valid context; a pure getter.
+        unsafe { sys::llama_n_ctx(self.ptr.as_ptr()) as usize }
+    }
+
     /// Appends `tokens` to the sequence and computes logits for the last.
     pub fn decode(&mut self, tokens: &[Token]) -> Result<(), LmError> {
+        self.decode_rows(tokens, &[]).map(|_| ())
+    }
+
+    /// Appends `tokens` to the sequence; returns the logits of the tokens at
+    /// the indices `rows` (into `tokens`, ascending), and keeps the last
+    /// token's logits for [`Context::last_logits`]. Only these rows go
+    /// through the LM head.
+    pub fn decode_rows(
+        &mut self,
+        tokens: &[Token],
+        rows: &[usize],
+    ) -> Result<Vec<Vec<f32>>, LmError> {
         if tokens.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        // SAFETY: llama_batch_get_one only stores the pointer; the slice
-        // outlives llama_decode, which reads but does not write the tokens.
-        let code = unsafe {
-            let batch =
-                sys::llama_batch_get_one(tokens.as_ptr() as *mut Token, tokens.len() as i32);
-            sys::llama_decode(self.ptr.as_ptr(), batch)
-        };
-        if let Some(error) = self.hook.as_mut().and_then(|s| s.error.take()) {
-            return Err(LmError::Hook(error));
+        if self.n_past + tokens.len() > self.n_ctx() {
+            return Err(LmError::ContextFull {
+                need: self.n_past + tokens.len(),
+                n_ctx: self.n_ctx(),
+            });
         }
-        if code != 0 {
-            return Err(LmError::Decode(code));
+        if rows.iter().any(|&r| r >= tokens.len()) || !rows.is_sorted() {
+            return Err(LmError::Invalid(format!(
+                "logit rows {rows:?} for {} tokens",
+                tokens.len()
+            )));
         }
-        Ok(())
+        let n_vocab = self.model.n_vocab();
+        let mut out = Vec::with_capacity(rows.len());
+        let mut wanted = rows.iter().peekable();
+        for (chunk_index, chunk) in tokens.chunks(self.n_batch).enumerate() {
+            let first = chunk_index * self.n_batch;
+            let is_last_chunk = first + chunk.len() == tokens.len();
+            // SAFETY: the batch was allocated by llama_batch_init with room
+            // for n_batch tokens and one sequence id each; chunk.len() <=
+            // n_batch. llama_decode reads the batch and does not keep it.
+            let code = unsafe {
+                let b = &mut self.batch;
+                for (i, &token) in chunk.iter().enumerate() {
+                    *b.token.add(i) = token;
+                    *b.pos.add(i) = (self.n_past + i) as i32;
+                    *b.n_seq_id.add(i) = 1;
+                    *(*b.seq_id.add(i)) = 0;
+                    let row = first + i;
+                    let want = rows.contains(&row) || (is_last_chunk && i + 1 == chunk.len());
+                    *b.logits.add(i) = want as i8;
+                }
+                b.n_tokens = chunk.len() as i32;
+                sys::llama_decode(self.ptr.as_ptr(), *b)
+            };
+            if let Some(error) = self.hook.as_mut().and_then(|s| s.error.take()) {
+                self.forget_from(self.n_past);
+                return Err(LmError::Hook(error));
+            }
+            if code != 0 {
+                self.forget_from(self.n_past);
+                return Err(LmError::Decode(code));
+            }
+            while let Some(&&row) = wanted.peek() {
+                if row >= first + chunk.len() {
+                    break;
+                }
+                wanted.next();
+                // SAFETY: row - first indexes a token of this batch whose
+                // logits flag was set; llama.cpp holds n_vocab floats for it
+                // until the next decode.
+                let logits = unsafe {
+                    let p = sys::llama_get_logits_ith(self.ptr.as_ptr(), (row - first) as i32);
+                    if p.is_null() {
+                        return Err(LmError::Invalid(format!("no logits for row {row}")));
+                    }
+                    std::slice::from_raw_parts(p, n_vocab).to_vec()
+                };
+                out.push(logits);
+            }
+            self.n_past += chunk.len();
+        }
+        Ok(out)
     }
 
     /// Logits of the last decoded token, one per vocabulary entry.
@@ -309,6 +473,75 @@ impl<'m> Context<'m> {
     pub fn clear(&mut self) {
         // SAFETY: valid context; the memory handle belongs to it.
         unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ptr.as_ptr()), true) }
+        self.n_past = 0;
+    }
+
+    /// Forgets every position from `n` on: the sequence is cut back to its
+    /// first `n` tokens (a cheap way back to a cached prefix).
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.n_past {
+            self.forget_from(n);
+            self.n_past = n;
+        }
+    }
+
+    fn forget_from(&mut self, n: usize) {
+        // SAFETY: valid context; removing positions [n, end) of sequence 0
+        // always succeeds for a whole-range removal.
+        unsafe {
+            sys::llama_memory_seq_rm(sys::llama_get_memory(self.ptr.as_ptr()), 0, n as i32, -1);
+        }
+    }
+
+    /// The sequence's KV state, to restore later in this or another context
+    /// of the same model (llama.cpp's own sequence state format).
+    pub fn save_state(&self) -> Result<SavedState, LmError> {
+        // SAFETY: valid context; `data` has room for the size llama.cpp
+        // reported, and it writes at most that many bytes.
+        let data = unsafe {
+            let size = sys::llama_state_seq_get_size(self.ptr.as_ptr(), 0);
+            let mut data = vec![0u8; size];
+            let written =
+                sys::llama_state_seq_get_data(self.ptr.as_ptr(), data.as_mut_ptr(), size, 0);
+            if written == 0 && self.n_past > 0 {
+                return Err(LmError::Invalid(
+                    "llama_state_seq_get_data wrote nothing".into(),
+                ));
+            }
+            data.truncate(written);
+            data
+        };
+        Ok(SavedState {
+            data,
+            n_past: self.n_past,
+        })
+    }
+
+    /// Replaces the sequence with a saved state.
+    pub fn restore_state(&mut self, state: &SavedState) -> Result<(), LmError> {
+        self.clear();
+        if state.n_past == 0 {
+            return Ok(());
+        }
+        // SAFETY: valid context; llama.cpp reads at most `len` bytes and
+        // validates them (returns 0 on a mismatch).
+        let read = unsafe {
+            sys::llama_state_seq_set_data(
+                self.ptr.as_ptr(),
+                state.data.as_ptr(),
+                state.data.len(),
+                0,
+            )
+        };
+        if read == 0 {
+            self.clear();
+            return Err(LmError::Invalid(
+                "llama.cpp rejected the saved sequence state (another model or context size?)"
+                    .into(),
+            ));
+        }
+        self.n_past = state.n_past;
+        Ok(())
     }
 
     /// llama.cpp's own control vector: adds `direction` to the output of
@@ -357,7 +590,10 @@ impl<'m> Context<'m> {
 impl Drop for Context<'_> {
     fn drop(&mut self) {
         // SAFETY: freed once; no decode can be running (it needs &mut self).
-        unsafe { sys::llama_free(self.ptr.as_ptr()) }
+        unsafe {
+            sys::llama_free(self.ptr.as_ptr());
+            sys::llama_batch_free(self.batch);
+        }
         // Only now may the callback's state go.
         self.hook.take();
     }

@@ -1,0 +1,232 @@
+//! A GGUF file read by ggml's own reader, tensors loaded into memory: the
+//! adapter file. Every getter checks the stored type first, because ggml's
+//! typed getters abort the process on a mismatch.
+
+use std::ffi::{CStr, CString};
+use std::marker::PhantomData;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::ptr::NonNull;
+
+use llama_cpp_sys_2 as sys;
+
+/// A metadata value, as far as vigil reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GgufValue {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    IntArray(Vec<i64>),
+    /// Anything else (nested arrays, arrays of strings or floats).
+    Other(&'static str),
+}
+
+impl GgufValue {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GgufValue::Int(_) => "integer",
+            GgufValue::Float(_) => "float",
+            GgufValue::Bool(_) => "bool",
+            GgufValue::Str(_) => "string",
+            GgufValue::IntArray(_) => "integer array",
+            GgufValue::Other(kind) => kind,
+        }
+    }
+}
+
+pub struct GgufFile {
+    gguf: NonNull<sys::gguf_context>,
+    tensors: NonNull<sys::ggml_context>,
+}
+
+// SAFETY: after loading, both contexts are only read (tensor data is used as
+// matmul weights); they are freed once, in Drop.
+unsafe impl Send for GgufFile {}
+unsafe impl Sync for GgufFile {}
+
+impl GgufFile {
+    /// Opens and fully reads `path`. None when ggml rejects it (not GGUF,
+    /// truncated, bad tensor info); ggml logs why at debug level.
+    pub fn open(path: &Path) -> Option<GgufFile> {
+        let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
+        super::init_backend();
+        let mut tensors: *mut sys::ggml_context = std::ptr::null_mut();
+        // SAFETY: the path outlives the call; `tensors` receives a context
+        // that owns the tensor data, or stays null on failure.
+        let gguf = unsafe {
+            sys::gguf_init_from_file(
+                c_path.as_ptr(),
+                sys::gguf_init_params {
+                    no_alloc: false,
+                    ctx: &mut tensors,
+                },
+            )
+        };
+        let gguf = NonNull::new(gguf)?;
+        match NonNull::new(tensors) {
+            Some(tensors) => Some(GgufFile { gguf, tensors }),
+            None => {
+                // SAFETY: freed once, never used again.
+                unsafe { sys::gguf_free(gguf.as_ptr()) };
+                None
+            }
+        }
+    }
+
+    pub fn value(&self, key: &str) -> Option<GgufValue> {
+        let c_key = CString::new(key).ok()?;
+        let g = self.gguf.as_ptr();
+        // SAFETY: valid context and NUL-terminated key; every typed getter
+        // below is called only after checking the stored type matches.
+        unsafe {
+            let id = sys::gguf_find_key(g, c_key.as_ptr());
+            if id < 0 {
+                return None;
+            }
+            let value = match sys::gguf_get_kv_type(g, id) {
+                sys::GGUF_TYPE_UINT8 => GgufValue::Int(sys::gguf_get_val_u8(g, id) as i64),
+                sys::GGUF_TYPE_INT8 => GgufValue::Int(sys::gguf_get_val_i8(g, id) as i64),
+                sys::GGUF_TYPE_UINT16 => GgufValue::Int(sys::gguf_get_val_u16(g, id) as i64),
+                sys::GGUF_TYPE_INT16 => GgufValue::Int(sys::gguf_get_val_i16(g, id) as i64),
+                sys::GGUF_TYPE_UINT32 => GgufValue::Int(sys::gguf_get_val_u32(g, id) as i64),
+                sys::GGUF_TYPE_INT32 => GgufValue::Int(sys::gguf_get_val_i32(g, id) as i64),
+                sys::GGUF_TYPE_UINT64 => GgufValue::Int(sys::gguf_get_val_u64(g, id) as i64),
+                sys::GGUF_TYPE_INT64 => GgufValue::Int(sys::gguf_get_val_i64(g, id)),
+                sys::GGUF_TYPE_FLOAT32 => GgufValue::Float(sys::gguf_get_val_f32(g, id) as f64),
+                sys::GGUF_TYPE_FLOAT64 => GgufValue::Float(sys::gguf_get_val_f64(g, id)),
+                sys::GGUF_TYPE_BOOL => GgufValue::Bool(sys::gguf_get_val_bool(g, id)),
+                sys::GGUF_TYPE_STRING => GgufValue::Str(
+                    CStr::from_ptr(sys::gguf_get_val_str(g, id))
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+                sys::GGUF_TYPE_ARRAY => int_array(g, id)
+                    .map(GgufValue::IntArray)
+                    .unwrap_or(GgufValue::Other("non-integer array")),
+                _ => GgufValue::Other("unknown type"),
+            };
+            Some(value)
+        }
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<Tensor<'_>> {
+        let c_name = CString::new(name).ok()?;
+        // SAFETY: valid context, NUL-terminated name; null when absent.
+        let ptr = unsafe { sys::ggml_get_tensor(self.tensors.as_ptr(), c_name.as_ptr()) };
+        NonNull::new(ptr).map(|ptr| Tensor {
+            ptr,
+            _file: PhantomData,
+        })
+    }
+
+    /// Names of all tensors in the file.
+    pub fn tensor_names(&self) -> Vec<String> {
+        let g = self.gguf.as_ptr();
+        // SAFETY: ids 0..n are valid; names are NUL-terminated and owned by
+        // the context.
+        unsafe {
+            (0..sys::gguf_get_n_tensors(g))
+                .map(|i| {
+                    CStr::from_ptr(sys::gguf_get_tensor_name(g, i))
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect()
+        }
+    }
+}
+
+/// SAFETY (caller): `id` is a valid key of type array in `g`.
+unsafe fn int_array(g: *const sys::gguf_context, id: i64) -> Option<Vec<i64>> {
+    // SAFETY: per the caller's contract; the data pointer holds `n` values
+    // of the element type checked here.
+    unsafe {
+        let n = sys::gguf_get_arr_n(g, id);
+        let data = sys::gguf_get_arr_data(g, id);
+        macro_rules! read {
+            ($t:ty) => {
+                std::slice::from_raw_parts(data as *const $t, n)
+                    .iter()
+                    .map(|&v| v as i64)
+                    .collect()
+            };
+        }
+        Some(match sys::gguf_get_arr_type(g, id) {
+            sys::GGUF_TYPE_UINT8 => read!(u8),
+            sys::GGUF_TYPE_INT8 => read!(i8),
+            sys::GGUF_TYPE_UINT16 => read!(u16),
+            sys::GGUF_TYPE_INT16 => read!(i16),
+            sys::GGUF_TYPE_UINT32 => read!(u32),
+            sys::GGUF_TYPE_INT32 => read!(i32),
+            sys::GGUF_TYPE_UINT64 => read!(u64),
+            sys::GGUF_TYPE_INT64 => read!(i64),
+            _ => return None,
+        })
+    }
+}
+
+impl Drop for GgufFile {
+    fn drop(&mut self) {
+        // SAFETY: each freed once; tensors borrowed from the file cannot
+        // outlive it (Tensor<'_>).
+        unsafe {
+            sys::ggml_free(self.tensors.as_ptr());
+            sys::gguf_free(self.gguf.as_ptr());
+        }
+    }
+}
+
+/// A tensor of a [`GgufFile`], usable as a weight in a [`super::graph::Graph`].
+#[derive(Clone, Copy)]
+pub struct Tensor<'f> {
+    pub(super) ptr: NonNull<sys::ggml_tensor>,
+    _file: PhantomData<&'f GgufFile>,
+}
+
+// SAFETY: read-only after loading (see GgufFile).
+unsafe impl Send for Tensor<'_> {}
+unsafe impl Sync for Tensor<'_> {}
+
+impl Tensor<'_> {
+    /// Sizes, innermost first (ggml's ne): a matrix [in, out].
+    pub fn shape(&self) -> Vec<i64> {
+        // SAFETY: valid tensor for the file's lifetime.
+        let t = unsafe { self.ptr.as_ref() };
+        let dims = (1..=4).rev().find(|&d| t.ne[d - 1] != 1).unwrap_or(1);
+        t.ne[..dims].to_vec()
+    }
+
+    pub fn type_name(&self) -> String {
+        // SAFETY: valid tensor; ggml_type_name returns a static string.
+        unsafe {
+            CStr::from_ptr(sys::ggml_type_name(self.ptr.as_ref().type_))
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+
+    /// Whether ggml can multiply activations by this tensor on the CPU
+    /// (f32, f16, bf16 and the quantized types, as stored contiguous).
+    pub fn is_matmul_weight(&self) -> bool {
+        // SAFETY: valid tensor; pure queries.
+        unsafe {
+            let t = self.ptr.as_ref();
+            sys::ggml_is_contiguous(t) && t.type_ != sys::GGML_TYPE_I32
+        }
+    }
+
+    /// The values of an f32 tensor; None for other types.
+    pub fn f32_values(&self) -> Option<Vec<f32>> {
+        // SAFETY: valid, contiguous tensor loaded in memory (no_alloc false),
+        // holding nbytes of f32 values when its type is f32.
+        unsafe {
+            let t = self.ptr.as_ref();
+            if t.type_ != sys::GGML_TYPE_F32 || !sys::ggml_is_contiguous(t) {
+                return None;
+            }
+            let n = sys::ggml_nelements(t) as usize;
+            Some(std::slice::from_raw_parts(t.data as *const f32, n).to_vec())
+        }
+    }
+}
