@@ -4,7 +4,7 @@ CARGO ?= cargo
 # RUSTFLAGS= to build a binary for any x86-64.
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all setup models fixtures build release test lint units demo bench-vision clean
+.PHONY: all setup models fixtures extra-lms build release test test-all lint units demo bench-vision bench-lm clean
 
 all: build
 
@@ -41,6 +41,14 @@ test: setup models lint
 	$(CARGO) test --locked
 	scripts/check-units.sh
 
+# make test, plus the cross-attention tests on the qwen2 and gemma3 GGUFs
+# (~750 MB more downloads).
+test-all: test extra-lms
+	$(CARGO) test --locked --test lm_hook --test lm_xattn -- --ignored
+
+extra-lms:
+	scripts/fetch-lms.sh
+
 # Runs the daemon on the bundled demo config (real footage, replayed as
 # live cameras). Stop it with Ctrl-C.
 demo: models release
@@ -48,6 +56,12 @@ demo: models release
 	./target/release/vigil run --config config/demo.toml
 
 # tract vs onnxruntime on the same models, threads and machine, same run.
+# Plain llama.cpp against the same LM with 4 random gated cross-attention
+# blocks (SmolLM2-135M Q4_1), same process, same threads.
+bench-lm: models release
+	./target/release/vigil bench lm --lm models/smollm2-135m-instruct-q4_1.gguf \
+	  --adapter models/xattn-smollm2-random.gguf --threads $${THREADS:-2} --runs $${RUNS:-7}
+
 bench-vision: models release
 	@KIT_PYTHON=$$(scripts/models.sh --python) benches/vision.sh
 

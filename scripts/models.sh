@@ -5,7 +5,8 @@
 #   models/nfnet-f0.onnx            dm_nfnet_f0 topology, random weights
 #   models/resampler.onnx           Perceiver Resampler, random init
 #   models/xattn-smollm2-random.gguf  4 gated cross-attention blocks for
-#                                   SmolLM2, random (seed 0, gates tanh(0.1))
+#                                   SmolLM2, random (seed 0, gates tanh(0.1)),
+#                                   matrices in Q8_0
 # each with a .json of metadata beside it. The kit runs in a virtualenv;
 # results are cached by the hash of the kit's source, so a fresh clone with
 # an unchanged kit copies them instead of exporting again.
@@ -55,7 +56,7 @@ if [ ! -s "$built/xattn-smollm2-random.gguf" ]; then
   (cd "$here/tools" && "$py" -m vigil_kit nfnet --out "$built.part") || die "NFNet-F0 export failed"
   (cd "$here/tools" && "$py" -m vigil_kit resampler --encoder-meta "$built.part/efficientnet-lite0.json" --out "$built.part") \
     || die "resampler export failed"
-  (cd "$here/tools" && "$py" -m vigil_kit random-adapter --lm "$lm" --out "$built.part/xattn-smollm2-random.gguf") \
+  (cd "$here/tools" && "$py" -m vigil_kit random-adapter --lm "$lm" --type q8_0 --out "$built.part/xattn-smollm2-random.gguf") \
     || die "random adapter for SmolLM2 failed"
   rm -rf "$built" && mv "$built.part" "$built"
 fi

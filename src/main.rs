@@ -87,6 +87,27 @@ enum BenchStage {
         #[arg(long)]
         profile: bool,
     },
+    /// The LM on llama.cpp, plain and with a gated cross-attention adapter.
+    Lm {
+        /// The GGUF language model.
+        #[arg(long)]
+        lm: PathBuf,
+        /// The adapter GGUF (its blocks run in the second setup).
+        #[arg(long)]
+        adapter: PathBuf,
+        /// Timed runs per figure (after one warm-up run).
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        /// Threads for llama.cpp and the blocks.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Prompt length in tokens.
+        #[arg(long, default_value_t = 256)]
+        prompt_tokens: usize,
+        /// Tokens generated one by one.
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -126,6 +147,34 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("vigil bench vision: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Bench {
+            stage:
+                BenchStage::Lm {
+                    lm,
+                    adapter,
+                    runs,
+                    threads,
+                    prompt_tokens,
+                    gen_tokens,
+                },
+        } => {
+            vigil::logging::init("warn");
+            let options = vigil::lm::bench::BenchOptions {
+                lm,
+                adapter,
+                threads,
+                runs,
+                prompt_tokens,
+                gen_tokens,
+            };
+            match vigil::lm::bench::run(&options, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vigil bench lm: {e}");
                     ExitCode::from(1)
                 }
             }

@@ -84,17 +84,13 @@ fn bits(logits: &[Vec<f32>]) -> Vec<Vec<u32>> {
         .collect()
 }
 
-#[test]
-fn editing_l_out_through_the_callback_equals_llama_cpps_control_vector() {
-    let model = Model::load(&smollm2()).unwrap();
-    assert_eq!(
-        (model.n_layer(), model.n_embd(), model.n_vocab()),
-        (30, 576, 49152)
-    );
+/// The hook adding a direction to `l_out-layer` must give bit-identical
+/// logits to llama.cpp's own control vector on that layer.
+fn hook_equals_control_vector(path: &Path, layer: usize) {
+    let model = Model::load(path).unwrap();
     let prompt = model
         .tokenize("Is anyone on the path? Answer yes or no.", true)
         .unwrap();
-    let layer = 6;
     let direction: Vec<f32> = (0..model.n_embd())
         .map(|i| 0.05 * (i as f32 * 0.37).sin())
         .collect();
@@ -119,10 +115,45 @@ fn editing_l_out_through_the_callback_equals_llama_cpps_control_vector() {
     assert_eq!(
         bits(&hooked_logits),
         bits(&cvec_logits),
-        "hook and control vector differ: llama.cpp's graph or scheduler changed"
+        "{}: hook and control vector differ: llama.cpp's graph or scheduler changed",
+        path.display()
     );
     // One edit per decode call: the prompt, then each of the 8 new tokens.
     assert_eq!(hooked.hook_edits()[layer], 9);
+}
+
+#[test]
+fn editing_l_out_through_the_callback_equals_llama_cpps_control_vector() {
+    let model = Model::load(&smollm2()).unwrap();
+    assert_eq!(
+        (model.n_layer(), model.n_embd(), model.n_vocab()),
+        (30, 576, 49152)
+    );
+    hook_equals_control_vector(&smollm2(), 6);
+}
+
+fn extra_lm(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-lms.sh (make test-all does)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+#[ignore = "make test-all: needs the qwen2 GGUF from scripts/fetch-lms.sh"]
+fn qwen2_hook_equals_control_vector() {
+    hook_equals_control_vector(&extra_lm("qwen2.5-coder-0.5b-instruct.gguf"), 12);
+}
+
+#[test]
+#[ignore = "make test-all: needs the gemma3 GGUF from scripts/fetch-lms.sh"]
+fn gemma3_hook_equals_control_vector() {
+    hook_equals_control_vector(&extra_lm("gemma-3-270m-q4_k_m.gguf"), 9);
 }
 
 #[test]

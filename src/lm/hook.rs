@@ -4,8 +4,9 @@
 
 /// Edits the residual stream. Called on the decoding thread, between graph
 /// splits, with the rows (one per token of the batch that the layer still
-/// computes) of a layer's output.
-pub trait ResidualHook: Send {
+/// computes) of a layer's output. A context and its hook stay on the thread
+/// that made them, so a hook need not be `Send`.
+pub trait ResidualHook {
     /// Layers whose output this hook edits.
     fn layers(&self) -> Vec<usize>;
 

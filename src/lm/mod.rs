@@ -9,6 +9,7 @@
 
 mod adapter;
 mod answer;
+pub mod bench;
 mod error;
 mod ffi;
 mod hook;
@@ -19,7 +20,7 @@ mod xattn;
 pub use adapter::{Adapter, AdapterConfig, LmIdentity, tokenizer_fingerprint};
 pub use answer::{Choice, GenerateOptions, Generated, StopReason, log_softmax};
 pub use error::LmError;
-pub use ffi::{Context, ContextOptions, Model, SavedState, Token};
+pub use ffi::{Context, ContextOptions, Model, Pool, SavedState, Token};
 pub use hook::{ResidualHook, layer_of};
 pub use prompt::{Chunk, Prompt};
 pub use session::{Prefix, Session};

@@ -2,12 +2,14 @@
 //! the adapter's blocks edit, fed interleaved prompts, answering by choice
 //! scoring or generation.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
 
 use super::adapter::Adapter;
 use super::answer::{self, Choice, GenerateOptions, Generated, StopReason};
 use super::error::LmError;
-use super::ffi::{Context, ContextOptions, Model, SavedState, Token};
+use super::ffi::{Context, ContextOptions, Model, Pool, SavedState, Token};
 use super::hook::ResidualHook;
 use super::prompt::{Chunk, Prompt};
 use super::xattn::{Blocks, MediaKv, Visual};
@@ -19,14 +21,8 @@ struct Shared {
     current: Option<Arc<MediaKv>>,
 }
 
-fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    // A panic inside the hook is caught at the FFI boundary; the state it
-    // leaves is still consistent (no invariant spans a lock).
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 struct XattnHook {
-    shared: Arc<Mutex<Shared>>,
+    shared: Rc<RefCell<Shared>>,
     /// LM layers whose *output* the blocks edit (block layer - 1).
     edited: Vec<usize>,
 }
@@ -40,7 +36,7 @@ impl ResidualHook for XattnHook {
         let Some(block) = self.edited.iter().position(|&l| l == layer) else {
             return Ok(());
         };
-        let mut shared = lock(&self.shared);
+        let mut shared = self.shared.borrow_mut();
         let Some(media) = shared.current.clone() else {
             // Tokens before any media are left untouched.
             return Ok(());
@@ -68,7 +64,7 @@ impl Prefix {
 
 pub struct Session<'m> {
     ctx: Context<'m>,
-    shared: Option<Arc<Mutex<Shared>>>,
+    shared: Option<Rc<RefCell<Shared>>>,
     /// Per decoded token: its id and the media it attends to.
     tokens: Vec<Token>,
     media_of: Vec<Option<Arc<MediaKv>>>,
@@ -86,6 +82,19 @@ impl<'m> Session<'m> {
         adapter: Option<Arc<Adapter>>,
         options: &ContextOptions,
     ) -> Result<Session<'m>, LmError> {
+        let pool = Rc::new(Pool::new(options.threads.max(1) as usize)?);
+        Session::with_pool(model, adapter, options, pool)
+    }
+
+    /// A session computing on `pool`, which sessions on one thread should
+    /// share: each pool keeps worker threads that spin briefly after every
+    /// compute, and two pools' workers would fight over the cores.
+    pub fn with_pool(
+        model: &'m Model,
+        adapter: Option<Arc<Adapter>>,
+        options: &ContextOptions,
+        pool: Rc<Pool>,
+    ) -> Result<Session<'m>, LmError> {
         let (shared, hook, marker, end_of_chunk) = match adapter {
             Some(adapter) => {
                 adapter.check_lm(model)?;
@@ -93,12 +102,12 @@ impl<'m> Session<'m> {
                 let marker = model.tokenize_with(&c.media_marker, false, false)?;
                 let end_of_chunk = model.tokenize_with(&c.end_of_chunk, false, false)?;
                 let edited = c.layers.iter().map(|l| l - 1).collect();
-                let shared = Arc::new(Mutex::new(Shared {
-                    blocks: Blocks::new(adapter, options.threads.max(1) as usize),
+                let shared = Rc::new(RefCell::new(Shared {
+                    blocks: Blocks::new(adapter, Rc::clone(&pool)),
                     current: None,
                 }));
                 let hook: Box<dyn ResidualHook> = Box::new(XattnHook {
-                    shared: Arc::clone(&shared),
+                    shared: Rc::clone(&shared),
                     edited,
                 });
                 (Some(shared), Some(hook), marker, end_of_chunk)
@@ -106,7 +115,7 @@ impl<'m> Session<'m> {
             None => (None, None, Vec::new(), Vec::new()),
         };
         Ok(Session {
-            ctx: Context::new(model, options, hook)?,
+            ctx: Context::with_pool(model, options, hook, pool)?,
             shared,
             tokens: Vec::new(),
             media_of: Vec::new(),
@@ -126,7 +135,13 @@ impl<'m> Session<'m> {
         let shared = self.shared.as_ref().ok_or_else(|| {
             LmError::Invalid("media in a prompt needs an adapter (none is loaded)".into())
         })?;
-        Ok(Arc::new(lock(shared).blocks.media_kv(visual)?))
+        Ok(Arc::new(shared.borrow_mut().blocks.media_kv(visual)?))
+    }
+
+    /// How many times the blocks' hook saw each LM layer's output (indexed
+    /// by layer; empty without an adapter).
+    pub fn hook_edits(&self) -> Vec<u64> {
+        self.ctx.hook_edits()
     }
 
     /// Tokens decoded so far.
@@ -184,6 +199,13 @@ impl<'m> Session<'m> {
         Ok(out)
     }
 
+    /// Appends tokens as they are (e.g. a generated token), attending to
+    /// the latest media of the sequence.
+    pub fn feed_tokens(&mut self, tokens: &[Token]) -> Result<(), LmError> {
+        let media = self.current();
+        self.decode(tokens, media)
+    }
+
     /// Decodes `tokens` attending to `media` and keeps the last token's
     /// logits. Prepends BOS at the start of a sequence when the model wants
     /// one.
@@ -212,7 +234,7 @@ impl<'m> Session<'m> {
 
     fn set_current(&self, media: Option<Arc<MediaKv>>) {
         if let Some(shared) = &self.shared {
-            lock(shared).current = media;
+            shared.borrow_mut().current = media;
         }
     }
 
@@ -332,7 +354,7 @@ impl<'m> Session<'m> {
     fn adapter_end_of_chunk(&self) -> String {
         self.shared
             .as_ref()
-            .map(|s| lock(s).blocks.adapter().config().end_of_chunk.clone())
+            .map(|s| s.borrow().blocks.adapter().config().end_of_chunk.clone())
             .unwrap_or_default()
     }
 }

@@ -10,10 +10,12 @@
 //! once per block ([`MediaKv`]) and reused by every question on that chunk.
 //! tools/vigil_kit/xattn.py is the reference for this math.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::adapter::Adapter;
 use super::error::LmError;
+use super::ffi::Pool;
 use super::ffi::graph::{Arena, Graph, GraphResult};
 
 /// Visual tokens of one media chunk: `n_tokens` rows of `dim` values.
@@ -40,7 +42,7 @@ impl MediaKv {
 /// The blocks of one adapter plus scratch memory; one per decoding thread.
 pub struct Blocks {
     adapter: Arc<Adapter>,
-    threads: usize,
+    pool: Rc<Pool>,
     arena: Arena,
 }
 
@@ -49,10 +51,11 @@ const F32: usize = std::mem::size_of::<f32>();
 const SLACK: usize = 1 << 20;
 
 impl Blocks {
-    pub fn new(adapter: Arc<Adapter>, threads: usize) -> Blocks {
+    /// Blocks computing on `pool` (the LM context's).
+    pub fn new(adapter: Arc<Adapter>, pool: Rc<Pool>) -> Blocks {
         Blocks {
             adapter,
-            threads: threads.max(1),
+            pool,
             arena: Arena::default(),
         }
     }
@@ -97,11 +100,11 @@ impl Blocks {
                 // [hd, H, nv] → K [hd, nv, H]
                 let k = graph.permute(project("attn_k.weight")?, [0, 2, 1])?;
                 let mut k_out = vec![0f32; nv * inner];
-                graph.compute(k, self.threads, &mut k_out)?;
+                graph.compute(k, &self.pool, &mut k_out)?;
                 // [hd, H, nv] → V [nv, hd, H]
                 let v = graph.permute(project("attn_v.weight")?, [1, 2, 0])?;
                 let mut v_out = vec![0f32; nv * inner];
-                graph.compute(v, self.threads, &mut v_out)?;
+                graph.compute(v, &self.pool, &mut v_out)?;
                 Ok((k_out, v_out))
             })()
             .map_err(LmError::Hook)?;
@@ -142,7 +145,7 @@ impl Blocks {
         let k = graph.input(k, &[hd as i64, nv as i64, heads as i64])?;
         let v = graph.input(v, &[nv as i64, hd as i64, heads as i64])?;
         let out = block_graph(&graph, &w, x, k, v, c.eps, [hd, heads, n], gates)?;
-        graph.compute(out, self.threads, rows)
+        graph.compute(out, &self.pool, rows)
     }
 }
 

@@ -67,7 +67,7 @@ def random_adapter(args):
             sys.exit(f"layers {bad} out of range: blocks go before LM layers 1..{lm.n_layer - 1}")
     adapter = xattn.random_adapter(lm, layers, visual_dim=args.visual_dim, gate=args.gate, seed=args.seed)
     lie = dict(kv.split("=", 1) for kv in args.lie)
-    adapter.write(args.out, drop=set(args.drop), lie=lie)
+    adapter.write(args.out, matrix_type=args.type, drop=set(args.drop), lie=lie)
     print(f"wrote {args.out}: blocks before layers {layers}, gates tanh({args.gate})", flush=True)
 
 
@@ -119,6 +119,7 @@ def main():
     p.add_argument("--visual-dim", type=int, default=384, help="width of the visual tokens (the resampler's)")
     p.add_argument("--gate", type=float, default=0.1, help="raw gate value (fed through tanh); 0 = frozen LM")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--type", choices=["f16", "f32", "q8_0"], default="f16", help="storage of the weight matrices")
     p.add_argument("--drop", action="append", default=[], help="leave this tensor out (error tests)")
     p.add_argument("--lie", action="append", default=[], help="KEY=VALUE metadata override (error tests)")
     p.add_argument("--unchecked", action="store_true", help="allow out-of-range layers (error tests)")

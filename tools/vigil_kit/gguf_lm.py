@@ -37,19 +37,23 @@ class LM:
 
         self.reader = r = gguf.GGUFReader(path)
         field = lambda key: r.fields[key].contents()  # noqa: E731
+        self.path = path
         self.arch = arch = field("general.architecture")
-        if arch not in ("llama", "qwen2"):
-            raise SystemExit(f"{path}: architecture {arch!r} has no reference implementation (llama, qwen2)")
         self.n_embd = field(f"{arch}.embedding_length")
         self.n_layer = field(f"{arch}.block_count")
+        self.tokens = field("tokenizer.ggml.tokens")
+        self.tensors = {t.name: t for t in r.tensors}
+        self._cache = {}
+        # Enough for the identity (any architecture); the rest only for the
+        # architectures the forward pass implements.
+        self.forward_supported = arch in ("llama", "qwen2")
+        if not self.forward_supported:
+            return
         self.n_head = field(f"{arch}.attention.head_count")
         self.n_head_kv = field(f"{arch}.attention.head_count_kv")
         self.eps = field(f"{arch}.attention.layer_norm_rms_epsilon")
         self.rope_base = field(f"{arch}.rope.freq_base") if f"{arch}.rope.freq_base" in r.fields else 10000.0
-        self.tokens = field("tokenizer.ggml.tokens")
         self.head_dim = self.n_embd // self.n_head
-        self.tensors = {t.name: t for t in r.tensors}
-        self._cache = {}
 
     def identity(self):
         return {
@@ -72,6 +76,8 @@ class LM:
         """Logits [len(tokens), vocab] for one sequence. `media_of[i]` is the
         media index token i attends to (-1: none); `media_kv[layer][m]` the
         K/V of media m for the block before `layer`."""
+        if not self.forward_supported:
+            raise SystemExit(f"{self.path}: architecture {self.arch!r} has no reference forward pass (llama, qwen2)")
         n = len(tokens)
         x = self.w("token_embd.weight")[np.asarray(tokens)]
         media_of = np.asarray(media_of)

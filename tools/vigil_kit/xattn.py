@@ -72,9 +72,10 @@ class Adapter:
         self.blocks = blocks
         self.identity = identity
 
-    def write(self, path, drop=(), lie=None):
-        """Writes the GGUF. `drop` (tensor names) and `lie` (metadata
-        overrides) make deliberately broken files for the error tests."""
+    def write(self, path, matrix_type="f16", drop=(), lie=None):
+        """Writes the GGUF, matrices as `matrix_type` (f16, f32 or q8_0).
+        `drop` (tensor names) and `lie` (metadata overrides) make
+        deliberately broken files for the error tests."""
         import gguf
 
         c = self.config
@@ -113,7 +114,15 @@ class Adapter:
         for layer, tensors in self.blocks.items():
             for name, array in tensors.items():
                 full = f"xattn.{layer}.{name}"
-                if full not in drop:
+                if full in drop:
+                    continue
+                if array.ndim == 2 and matrix_type == "q8_0":
+                    q = gguf.quants.quantize(array.astype(np.float32), gguf.GGMLQuantizationType.Q8_0)
+                    w.add_tensor(full, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+                elif array.ndim == 2:
+                    dtype = {"f16": np.float16, "f32": np.float32}[matrix_type]
+                    w.add_tensor(full, np.ascontiguousarray(array, dtype=dtype))
+                else:
                     w.add_tensor(full, np.ascontiguousarray(array))
         w.write_header_to_file()
         w.write_kv_data_to_file()

@@ -11,6 +11,7 @@ use std::ptr::NonNull;
 
 use llama_cpp_sys_2 as sys;
 
+use super::Pool;
 use super::gguf::Tensor;
 
 /// Scratch memory for graphs, reused between computes.
@@ -231,12 +232,14 @@ impl<'a, 'w> Graph<'a, 'w> {
         }
     }
 
-    /// Computes `out` (and what it depends on) with `threads` threads and
-    /// copies its values (f32) into `dest`.
-    pub fn compute(&self, out: Node, threads: usize, dest: &mut [f32]) -> GraphResult<()> {
+    /// Computes `out` (and what it depends on) on `pool` and copies its
+    /// values (f32) into `dest`.
+    pub fn compute(&self, out: Node, pool: &Pool, dest: &mut [f32]) -> GraphResult<()> {
         // SAFETY: valid context and node; ggml builds the graph in the
-        // context and computes on its own temporary threads; the result is a
-        // contiguous f32 tensor in the arena, `count` values long.
+        // context and computes it on the pool's threads (idle: see Pool),
+        // with a work buffer of the size it planned;
+        // the result is a contiguous f32 tensor in the arena, `count`
+        // values long.
         unsafe {
             let t = out.ptr.as_ref();
             let count = sys::ggml_nelements(t) as usize;
@@ -252,8 +255,10 @@ impl<'a, 'w> Graph<'a, 'w> {
                 return Err("ggml_new_graph failed (scratch memory too small)".into());
             }
             sys::ggml_build_forward_expand(graph, out.raw());
-            let status =
-                sys::ggml_graph_compute_with_ctx(self.ctx.as_ptr(), graph, threads.max(1) as i32);
+            let mut plan = sys::ggml_graph_plan(graph, pool.threads() as i32, pool.raw());
+            let mut work = vec![0u8; plan.work_size];
+            plan.work_data = work.as_mut_ptr();
+            let status = sys::ggml_graph_compute(graph, &mut plan);
             if status != sys::GGML_STATUS_SUCCESS {
                 return Err(format!("ggml_graph_compute failed with status {status}"));
             }

@@ -234,6 +234,52 @@ impl Drop for Model {
     }
 }
 
+/// A ggml thread pool kept for the life of a session: llama.cpp's graph
+/// and the cross-attention blocks both compute on it. Without one, ggml
+/// spawns and joins its worker threads on every graph compute, and the
+/// eval callback splits each decode into one compute per hooked layer.
+///
+/// Computes on one pool must never overlap. A pool is neither `Send` nor
+/// `Sync` (it is shared through `Rc`), so everything that computes on it
+/// runs on one thread, one compute at a time: llama.cpp inside
+/// llama_decode, and the blocks' graphs from the eval callback (between
+/// llama.cpp's computes) or outside any decode.
+pub struct Pool {
+    ptr: NonNull<sys::ggml_threadpool>,
+    threads: usize,
+}
+
+impl Pool {
+    pub fn new(threads: usize) -> Result<Pool, LmError> {
+        init_backend();
+        let threads = threads.max(1);
+        // SAFETY: default params are plain data; a null return is handled.
+        let ptr = unsafe {
+            let mut params = sys::ggml_threadpool_params_default(threads as i32);
+            sys::ggml_threadpool_new(&mut params)
+        };
+        let ptr = NonNull::new(ptr)
+            .ok_or_else(|| LmError::Context(format!("no ggml thread pool of {threads} threads")))?;
+        Ok(Pool { ptr, threads })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    pub(super) fn raw(&self) -> *mut sys::ggml_threadpool {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // SAFETY: freed once; contexts that use it hold an Rc and free
+        // themselves first.
+        unsafe { sys::ggml_threadpool_free(self.ptr.as_ptr()) }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ContextOptions {
     pub n_ctx: u32,
@@ -284,6 +330,8 @@ impl SavedState {
 pub struct Context<'m> {
     ptr: NonNull<sys::llama_context>,
     model: &'m Model,
+    /// Attached to the llama.cpp context: kept alive until it is freed.
+    _pool: std::rc::Rc<Pool>,
     batch: sys::llama_batch,
     n_batch: usize,
     n_past: usize,
@@ -297,6 +345,17 @@ impl<'m> Context<'m> {
         model: &'m Model,
         options: &ContextOptions,
         hook: Option<Box<dyn ResidualHook>>,
+    ) -> Result<Context<'m>, LmError> {
+        let pool = std::rc::Rc::new(Pool::new(options.threads.max(1) as usize)?);
+        Context::with_pool(model, options, hook, pool)
+    }
+
+    /// A context computing on `pool` (shared with the blocks' graphs).
+    pub fn with_pool(
+        model: &'m Model,
+        options: &ContextOptions,
+        hook: Option<Box<dyn ResidualHook>>,
+        pool: std::rc::Rc<Pool>,
     ) -> Result<Context<'m>, LmError> {
         let n_layer = model.n_layer();
         let mut state = match hook {
@@ -347,11 +406,16 @@ impl<'m> Context<'m> {
             ))
         })?;
         // SAFETY: allocates a token batch of n_batch entries with one
-        // sequence id each; freed once in Drop.
-        let batch = unsafe { sys::llama_batch_init(options.n_batch as i32, 0, 1) };
+        // sequence id each; freed once in Drop. The pool outlives the
+        // context (it holds an Rc and frees itself first).
+        let batch = unsafe {
+            sys::llama_attach_threadpool(ptr.as_ptr(), pool.raw(), pool.raw());
+            sys::llama_batch_init(options.n_batch as i32, 0, 1)
+        };
         Ok(Context {
             ptr,
             model,
+            _pool: pool,
             batch,
             n_batch: options.n_batch as usize,
             n_past: 0,
