@@ -183,6 +183,59 @@ fn visual_tokens_change_the_logits_when_gates_are_open() {
     );
 }
 
+/// llama.cpp's embedding batch: the LM's own token embeddings (dequantized
+/// by the model kit) fed as embeddings give bit-identical logits to the
+/// tokens themselves.
+#[test]
+fn embedding_batches_equal_the_token_path() {
+    let model = smollm2();
+    let tokens = model
+        .tokenize_with("Is anyone on the path? Answer:", false, false)
+        .unwrap();
+    let dir = common::TempDir::new("xattn-embd");
+    let out = dir.path().join("rows.f32");
+    let ids: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+    let lm = model_file("smollm2-135m-instruct-q4_1.gguf");
+    let output = kit(&[
+        "token-embeddings",
+        "--lm",
+        lm.to_str().unwrap(),
+        "--tokens",
+        &ids.join(","),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let embeddings: Vec<f32> = std::fs::read(&out)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(embeddings.len(), tokens.len() * model.n_embd());
+    let rows: Vec<usize> = (0..tokens.len()).collect();
+    let mut a = vigil::lm::Context::new(&model, &options(), None).unwrap();
+    let mut b = vigil::lm::Context::new(&model, &options(), None).unwrap();
+    let by_token = a.decode_rows(&tokens, &rows).unwrap();
+    let by_embedding = b.decode_embeddings(&embeddings, &rows).unwrap();
+    assert_eq!(by_token.len(), tokens.len());
+    for (x, y) in by_token.iter().zip(&by_embedding) {
+        assert!(x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+    // Continuing with tokens after embeddings works (positions carry on).
+    a.decode(&tokens[..2]).unwrap();
+    b.decode(&tokens[..2]).unwrap();
+    assert_eq!(a.last_logits(), b.last_logits());
+    assert_eq!(b.n_past(), tokens.len() + 2);
+    assert!(matches!(
+        b.decode_embeddings(&embeddings[..10], &[]),
+        Err(LmError::Invalid(_))
+    ));
+}
+
 /// A text token attends only to the latest media before it; tokens before
 /// any media are left untouched. (Image 1 still reaches tokens after image
 /// 2 through the frozen LM's own self-attention over the positions it

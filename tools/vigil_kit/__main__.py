@@ -88,6 +88,14 @@ def lm_reference(args):
     print(f"reference logits for {len(request['prompts'])} prompts in {request['out']}", flush=True)
 
 
+def token_embeddings(args):
+    """The LM's input embedding rows for some tokens (raw little-endian f32),
+    for the test that feeds them through llama.cpp's embedding batch."""
+    lm = gguf_lm.LM(args.lm)
+    rows = lm.w("token_embd.weight")[[int(t) for t in args.tokens.split(",")]]
+    rows.astype("<f4").tofile(args.out)
+
+
 def main():
     parser = argparse.ArgumentParser(prog="vigil_kit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +135,11 @@ def main():
     p = sub.add_parser("lm-reference", help="reference logits (numpy) for a JSON request from the Rust tests")
     p.add_argument("request")
     p.set_defaults(run=lm_reference)
+    p = sub.add_parser("token-embeddings", help="write an LM's input embedding rows for some tokens")
+    p.add_argument("--lm", required=True)
+    p.add_argument("--tokens", required=True, help="comma-separated token ids")
+    p.add_argument("--out", required=True, help="raw little-endian f32 file")
+    p.set_defaults(run=token_embeddings)
     p = sub.add_parser("selftest", help="check the weight readers on files written here")
     p.set_defaults(run=lambda a: selftest.main())
     args = parser.parse_args()

@@ -310,6 +310,22 @@ struct HookState {
     error: Option<String>,
 }
 
+/// What a decode feeds: tokens, or rows of `n_embd` embedding values.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Tokens(&'a [Token]),
+    Embeddings(&'a [f32], usize),
+}
+
+impl Input<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Input::Tokens(t) => t.len(),
+            Input::Embeddings(v, n_embd) => v.len() / n_embd,
+        }
+    }
+}
+
 /// A sequence's KV cache, saved by [`Context::save_state`].
 pub struct SavedState {
     data: Vec<u8>,
@@ -333,6 +349,8 @@ pub struct Context<'m> {
     /// Attached to the llama.cpp context: kept alive until it is freed.
     _pool: std::rc::Rc<Pool>,
     batch: sys::llama_batch,
+    /// Allocated on first use.
+    embd_batch: Option<sys::llama_batch>,
     n_batch: usize,
     n_past: usize,
     // Declared after `ptr` but freed explicitly in Drop, after llama_free:
@@ -417,6 +435,7 @@ impl<'m> Context<'m> {
             model,
             _pool: pool,
             batch,
+            embd_batch: None,
             n_batch: options.n_batch as usize,
             n_past: 0,
             hook: state,
@@ -451,42 +470,86 @@ impl<'m> Context<'m> {
         tokens: &[Token],
         rows: &[usize],
     ) -> Result<Vec<Vec<f32>>, LmError> {
-        if tokens.is_empty() {
+        self.decode_input(Input::Tokens(tokens), rows)
+    }
+
+    /// Like [`Context::decode_rows`], with input embeddings (`n_embd` values
+    /// per position) instead of tokens. They enter where the token
+    /// embeddings would, after any scaling the model applies to those
+    /// (Gemma multiplies token embeddings by √n_embd; do that yourself).
+    pub fn decode_embeddings(
+        &mut self,
+        embeddings: &[f32],
+        rows: &[usize],
+    ) -> Result<Vec<Vec<f32>>, LmError> {
+        let n_embd = self.model.n_embd();
+        if !embeddings.len().is_multiple_of(n_embd) {
+            return Err(LmError::Invalid(format!(
+                "{} values are not whole rows of n_embd {n_embd}",
+                embeddings.len()
+            )));
+        }
+        self.decode_input(Input::Embeddings(embeddings, n_embd), rows)
+    }
+
+    fn decode_input(&mut self, input: Input<'_>, rows: &[usize]) -> Result<Vec<Vec<f32>>, LmError> {
+        let n = input.len();
+        if n == 0 {
             return Ok(Vec::new());
         }
-        if self.n_past + tokens.len() > self.n_ctx() {
+        if self.n_past + n > self.n_ctx() {
             return Err(LmError::ContextFull {
-                need: self.n_past + tokens.len(),
+                need: self.n_past + n,
                 n_ctx: self.n_ctx(),
             });
         }
-        if rows.iter().any(|&r| r >= tokens.len()) || !rows.is_sorted() {
+        if rows.iter().any(|&r| r >= n) || !rows.is_sorted() {
             return Err(LmError::Invalid(format!(
-                "logit rows {rows:?} for {} tokens",
-                tokens.len()
+                "logit rows {rows:?} for {n} positions"
             )));
+        }
+        if let Input::Embeddings(_, n_embd) = input
+            && self.embd_batch.is_none()
+        {
+            // SAFETY: allocates an embedding batch of n_batch rows of n_embd
+            // floats with one sequence id each; freed once in Drop.
+            self.embd_batch =
+                Some(unsafe { sys::llama_batch_init(self.n_batch as i32, n_embd as i32, 1) });
         }
         let n_vocab = self.model.n_vocab();
         let mut out = Vec::with_capacity(rows.len());
         let mut wanted = rows.iter().peekable();
-        for (chunk_index, chunk) in tokens.chunks(self.n_batch).enumerate() {
-            let first = chunk_index * self.n_batch;
-            let is_last_chunk = first + chunk.len() == tokens.len();
+        let mut first = 0;
+        while first < n {
+            let len = self.n_batch.min(n - first);
+            let is_last_chunk = first + len == n;
+            let b = match input {
+                Input::Tokens(_) => &mut self.batch,
+                Input::Embeddings(..) => self.embd_batch.as_mut().expect("allocated above"),
+            };
             // SAFETY: the batch was allocated by llama_batch_init with room
-            // for n_batch tokens and one sequence id each; chunk.len() <=
-            // n_batch. llama_decode reads the batch and does not keep it.
+            // for n_batch positions (tokens, or n_embd floats each) and one
+            // sequence id each; len <= n_batch. llama_decode reads the batch
+            // and does not keep it.
             let code = unsafe {
-                let b = &mut self.batch;
-                for (i, &token) in chunk.iter().enumerate() {
-                    *b.token.add(i) = token;
+                match input {
+                    Input::Tokens(tokens) => {
+                        std::ptr::copy_nonoverlapping(tokens[first..].as_ptr(), b.token, len)
+                    }
+                    Input::Embeddings(values, n_embd) => std::ptr::copy_nonoverlapping(
+                        values[first * n_embd..].as_ptr(),
+                        b.embd,
+                        len * n_embd,
+                    ),
+                }
+                for i in 0..len {
                     *b.pos.add(i) = (self.n_past + i) as i32;
                     *b.n_seq_id.add(i) = 1;
                     *(*b.seq_id.add(i)) = 0;
-                    let row = first + i;
-                    let want = rows.contains(&row) || (is_last_chunk && i + 1 == chunk.len());
+                    let want = rows.contains(&(first + i)) || (is_last_chunk && i + 1 == len);
                     *b.logits.add(i) = want as i8;
                 }
-                b.n_tokens = chunk.len() as i32;
+                b.n_tokens = len as i32;
                 sys::llama_decode(self.ptr.as_ptr(), *b)
             };
             if let Some(error) = self.hook.as_mut().and_then(|s| s.error.take()) {
@@ -498,11 +561,11 @@ impl<'m> Context<'m> {
                 return Err(LmError::Decode(code));
             }
             while let Some(&&row) = wanted.peek() {
-                if row >= first + chunk.len() {
+                if row >= first + len {
                     break;
                 }
                 wanted.next();
-                // SAFETY: row - first indexes a token of this batch whose
+                // SAFETY: row - first indexes a position of this batch whose
                 // logits flag was set; llama.cpp holds n_vocab floats for it
                 // until the next decode.
                 let logits = unsafe {
@@ -514,7 +577,8 @@ impl<'m> Context<'m> {
                 };
                 out.push(logits);
             }
-            self.n_past += chunk.len();
+            self.n_past += len;
+            first += len;
         }
         Ok(out)
     }
@@ -657,6 +721,9 @@ impl Drop for Context<'_> {
         unsafe {
             sys::llama_free(self.ptr.as_ptr());
             sys::llama_batch_free(self.batch);
+            if let Some(batch) = self.embd_batch.take() {
+                sys::llama_batch_free(batch);
+            }
         }
         // Only now may the callback's state go.
         self.hook.take();
