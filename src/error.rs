@@ -10,6 +10,14 @@ pub enum Error {
     Probe(#[from] crate::capture::ProbeError),
     #[error(transparent)]
     Vision(#[from] crate::vision::VisionError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Listen(#[from] crate::api::listener::ListenError),
+    #[error("{0}")]
+    Lm(String),
+    #[error("cannot start the API server: {0}")]
+    Api(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }

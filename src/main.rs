@@ -26,6 +26,53 @@ enum Command {
         /// The config file.
         #[arg(long, short, default_value = "/etc/vigil/vigil.toml")]
         config: PathBuf,
+        /// The API socket (overrides [daemon] socket).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Where the event store lives (overrides [daemon] state_dir).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Ask the running daemon a question about a camera.
+    Ask {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        camera: String,
+        /// How much recent footage: a span ("8s") or frames ("1 frame").
+        #[arg(long)]
+        window: Option<String>,
+        /// yes-no, count, text, or choices:a,b,c
+        #[arg(long, default_value = "yes-no")]
+        answer: String,
+        /// The question.
+        question: String,
+    },
+    /// The running daemon's cameras, worker and store.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The standing questions and their last answers.
+    Questions {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stored events, newest last; --follow keeps printing new ones.
+    Events {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        camera: Option<String>,
+        #[arg(long)]
+        question: Option<String>,
+        /// Unix milliseconds, or a span back from now ("10m").
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Check a config file; exit 0 when valid, 2 when not.
     CheckConfig {
@@ -59,6 +106,37 @@ enum Command {
         #[command(subcommand)]
         stage: BenchStage,
     },
+}
+
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// The daemon's socket (default: $VIGIL_SOCKET or /run/vigil/vigil.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Print the daemon's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ClientArgs {
+    fn socket(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(vigil::api::cli::default_socket)
+    }
+}
+
+fn client_result(r: Result<(), vigil::api::cli::CliError>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil: {e}");
+            ExitCode::from(match e {
+                vigil::api::cli::CliError::Usage(_) => 2,
+                _ => 1,
+            })
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -113,7 +191,50 @@ enum BenchStage {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => match vigil::daemon::run(&config) {
+        Command::Ask {
+            client,
+            camera,
+            window,
+            answer,
+            question,
+        } => client_result(vigil::api::cli::ask(
+            &client.socket(),
+            &camera,
+            &question,
+            window.as_deref(),
+            &answer,
+            client.json,
+        )),
+        Command::Status { client } => {
+            client_result(vigil::api::cli::status(&client.socket(), client.json))
+        }
+        Command::Questions { client } => {
+            client_result(vigil::api::cli::questions(&client.socket(), client.json))
+        }
+        Command::Events {
+            client,
+            camera,
+            question,
+            since,
+            limit,
+            follow,
+        } => {
+            let mut query = vec![("limit", limit.to_string())];
+            query.extend(camera.map(|c| ("camera", c)));
+            query.extend(question.map(|q| ("question", q)));
+            query.extend(since.map(|s| ("since", s)));
+            client_result(vigil::api::cli::events(
+                &client.socket(),
+                &query,
+                follow,
+                client.json,
+            ))
+        }
+        Command::Run {
+            config,
+            socket,
+            state_dir,
+        } => match vigil::daemon::run(&config, &vigil::daemon::Overrides { socket, state_dir }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("vigil: {e}");

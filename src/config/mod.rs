@@ -42,6 +42,16 @@ pub struct DaemonSettings {
     pub summary_interval: Duration,
     /// A tracing filter such as `info` or `vigil=debug`.
     pub log_level: String,
+    /// An optional TCP listener for the API (loopback unless `allow_remote`).
+    pub listen: Option<std::net::SocketAddr>,
+    /// A camera whose frames changed in less than this fraction of a small
+    /// grey thumbnail's pixels keeps its questions' last answers without
+    /// running the LM (0 turns gating off).
+    pub change_threshold: f64,
+    /// Events older than this are deleted.
+    pub event_max_age: Duration,
+    /// The event store is kept under this many bytes (oldest events go first).
+    pub event_max_size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +187,9 @@ pub mod defaults {
     pub const STATE_DIR: &str = "/var/lib/vigil";
     pub const SOCKET: &str = "/run/vigil/vigil.sock";
     pub const MAX_FPS: f64 = 60.0;
+    pub const CHANGE_THRESHOLD: f64 = 0.005;
+    pub const EVENT_MAX_AGE: Duration = Duration::from_secs(30 * 86400);
+    pub const EVENT_MAX_SIZE: u64 = 1 << 30;
 }
 
 /// Reads and validates a config file.

@@ -202,6 +202,13 @@ impl Visitor<'_> for WindowVisitor {
         f.write_str("a window such as \"4s\" or \"1 frame\"")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Window, E> {
+        Window::parse(v).map_err(E::custom)
+    }
+}
+
+impl Window {
+    /// Parses `"4s"`, `"1 frame"` or `"8 frames"`.
+    pub fn parse(v: &str) -> Result<Window, String> {
         let t = v.trim();
         let frames = t
             .strip_suffix("frames")
@@ -209,24 +216,29 @@ impl Visitor<'_> for WindowVisitor {
             .map(str::trim);
         if let Some(n) = frames {
             let n: u32 = if n.is_empty() { Ok(1) } else { n.parse() }.map_err(|_| {
-                E::custom(format!(
-                    "\"{v}\" is not a frame count\nhelp: write \"1 frame\" or \"8 frames\""
-                ))
+                format!("\"{v}\" is not a frame count\nhelp: write \"1 frame\" or \"8 frames\"")
             })?;
             if n == 0 {
-                return Err(E::custom("a window needs at least one frame"));
+                return Err("a window needs at least one frame".into());
             }
             return Ok(Window::Frames(n));
         }
-        let span = parse_duration(t).map_err(|e| {
-            E::custom(format!(
-                "{e}\nhelp: or write a frame count such as \"1 frame\""
-            ))
-        })?;
+        let span = parse_duration(t)
+            .map_err(|e| format!("{e}\nhelp: or write a frame count such as \"1 frame\""))?;
         if span.is_zero() {
-            return Err(E::custom("a window cannot be empty"));
+            return Err("a window cannot be empty".into());
         }
         Ok(Window::Span(span))
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Window::Frames(1) => f.write_str("1 frame"),
+            Window::Frames(n) => write!(f, "{n} frames"),
+            Window::Span(d) => write!(f, "{}s", d.as_secs_f64()),
+        }
     }
 }
 

@@ -28,6 +28,11 @@ pub struct RawDaemon {
     pub socket_group: Option<String>,
     pub summary_interval: Option<Spanned<Dur>>,
     pub log_level: Option<Spanned<String>>,
+    pub listen: Option<Spanned<String>>,
+    pub allow_remote: Option<bool>,
+    pub change_threshold: Option<Spanned<f64>>,
+    pub event_max_age: Option<Spanned<Dur>>,
+    pub event_max_size: Option<Spanned<ByteSize>>,
 }
 
 #[derive(Debug, Deserialize)]

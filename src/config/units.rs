@@ -43,7 +43,8 @@ fn split_number(text: &str) -> Option<(f64, &str)> {
 
 /// Parses a duration such as `"5s"`; the error says how to write one.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let hint = "write a number and a unit: ms, s, m or h (for example \"500ms\", \"5s\", \"2m\")";
+    let hint =
+        "write a number and a unit: ms, s, m, h or d (for example \"500ms\", \"5s\", \"2m\")";
     let Some((number, unit)) = split_number(text) else {
         return Err(format!("\"{text}\" is not a duration; {hint}"));
     };
@@ -52,6 +53,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
         "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
         "h" | "hour" | "hours" => 3600.0,
+        "d" | "day" | "days" => 86400.0,
         "" => return Err(format!("\"{text}\" has no unit; {hint}")),
         other => return Err(format!("unknown unit \"{other}\" in \"{text}\"; {hint}")),
     };

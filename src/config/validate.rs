@@ -65,7 +65,7 @@ pub fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, Confi
     let daemon = daemon(&checker, raw.daemon)?;
     let model = raw.model.map(|m| model(&mut checker, m)).transpose()?;
     let cameras = cameras(&mut checker, raw.camera)?;
-    let questions = questions(&mut checker, raw.question, &cameras)?;
+    let questions = questions(&mut checker, raw.question, &cameras, model.as_ref())?;
     if cameras.is_empty() {
         checker
             .warnings
@@ -102,7 +102,57 @@ fn daemon(c: &Checker, raw: RawDaemon) -> Result<DaemonSettings, ConfigError> {
         }
         None => "info".into(),
     };
+    let listen = match raw.listen {
+        Some(l) => {
+            let addr: std::net::SocketAddr = l.get_ref().parse().map_err(|_| {
+                c.error(
+                    l.span(),
+                    format!(
+                        "\"{}\" is not an address and port\nhelp: write e.g. \"127.0.0.1:7878\"",
+                        l.get_ref()
+                    ),
+                )
+            })?;
+            if !addr.ip().is_loopback() && raw.allow_remote != Some(true) {
+                return Err(c.error(
+                    l.span(),
+                    format!(
+                        "listen on {addr} would let other machines ask questions and read snapshots without any authentication\nhelp: listen on 127.0.0.1, or set allow_remote = true in [daemon] if a firewall or proxy guards it"
+                    ),
+                ));
+            }
+            Some(addr)
+        }
+        None => None,
+    };
+    let change_threshold = match raw.change_threshold {
+        Some(t) if !(0.0..=1.0).contains(t.get_ref()) => {
+            return Err(c.error(
+                t.span(),
+                "change_threshold is a fraction of pixels, between 0 and 1\nhelp: 0.005 (half a percent) suits most cameras; 0 turns gating off",
+            ));
+        }
+        Some(t) => *t.get_ref(),
+        None => defaults::CHANGE_THRESHOLD,
+    };
+    let event_max_age = positive_dur(
+        c,
+        raw.event_max_age,
+        defaults::EVENT_MAX_AGE,
+        "event_max_age",
+    )?;
+    let event_max_size = match raw.event_max_size {
+        Some(s) if s.get_ref().0 < (1 << 20) => {
+            return Err(c.error(s.span(), "event_max_size must be at least 1MiB"));
+        }
+        Some(s) => s.into_inner().0,
+        None => defaults::EVENT_MAX_SIZE,
+    };
     Ok(DaemonSettings {
+        listen,
+        change_threshold,
+        event_max_age,
+        event_max_size,
         state_dir: c.resolve(raw.state_dir.as_deref().unwrap_or(defaults::STATE_DIR)),
         socket: c.resolve(raw.socket.as_deref().unwrap_or(defaults::SOCKET)),
         socket_group: raw.socket_group,
@@ -301,7 +351,30 @@ fn questions(
     c: &mut Checker,
     raw: Vec<RawQuestion>,
     cameras: &[CameraSpec],
+    model: Option<&ModelSettings>,
 ) -> Result<Vec<QuestionSpec>, ConfigError> {
+    if let Some(first) = raw.first() {
+        let missing: Vec<&str> = match model {
+            None => vec!["lm", "encoder", "resampler", "adapter"],
+            Some(m) => [
+                ("encoder", m.encoder.is_none()),
+                ("resampler", m.resampler.is_none()),
+                ("adapter", m.adapter.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(k, absent)| absent.then_some(k))
+            .collect(),
+        };
+        if !missing.is_empty() {
+            return Err(c.error(
+                first.ask.span(),
+                format!(
+                    "standing questions need the vision models and an adapter, but [model] has no {}\nhelp: set them in [model] (see config/example.toml), or remove the [[question]]s",
+                    missing.join(", ")
+                ),
+            ));
+        }
+    }
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
     let mut out = Vec::with_capacity(raw.len());
     for (index, q) in raw.into_iter().enumerate() {

@@ -76,6 +76,14 @@ impl CameraSet {
         self.cameras.values().map(Camera::status).collect()
     }
 
+    /// Each running camera's ring, by name.
+    pub fn rings(&self) -> std::collections::HashMap<String, Arc<crate::ring::Ring>> {
+        self.cameras
+            .iter()
+            .map(|(name, c)| (name.clone(), Arc::clone(c.ring())))
+            .collect()
+    }
+
     pub fn get(&self, name: &str) -> Option<&Camera> {
         self.cameras.get(name)
     }

@@ -10,10 +10,9 @@ use crate::vision::{self, Encoder, Precision, Resampler, VisionError, VisionWork
 
 pub struct Vision {
     pub worker: Arc<VisionWorker>,
-    /// Used by standing questions (next issue); loaded now so that a broken
-    /// or mismatched resampler is reported at start-up.
-    #[allow(dead_code)]
-    pub resampler: Option<Resampler>,
+    /// Loaded at start-up so that a broken or mismatched resampler is
+    /// reported then; the inference worker runs it.
+    pub resampler: Option<Arc<Resampler>>,
 }
 
 impl Vision {
@@ -29,7 +28,7 @@ impl Vision {
             Some(path) => {
                 let r = Resampler::load(path)?;
                 r.check_fits(&encoder)?;
-                Some(r)
+                Some(Arc::new(r))
             }
             None => None,
         };

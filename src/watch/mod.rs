@@ -1,0 +1,25 @@
+//! watch: standing questions and ad-hoc asks, answered by one inference
+//! worker that owns the LM.
+//!
+//! Public face: [`Watch`] (start it with a [`WatchSetup`], `ask`, reload
+//! questions, read its shared state), the rule engine [`Rules`] and the
+//! change gate [`Thumbnail`]/[`Gate`], both pure and tested on their own.
+
+mod ask;
+mod broadcast;
+mod clip;
+mod gate;
+mod rules;
+mod standing;
+mod stats;
+mod worker;
+
+pub use ask::{Answer, MAX_COUNT, candidates, example_text, query_text};
+pub use broadcast::{Broadcast, Subscription};
+pub use gate::{Gate, Thumbnail};
+pub use rules::{AlertState, Rules, Transition};
+pub use standing::{QuestionStatus, answer_type};
+pub use stats::WorkerStats;
+pub use worker::{
+    ASK_QUEUE, AskError, AskRequest, AskResponse, Rings, Watch, WatchSetup, WatchShared,
+};
