@@ -2,6 +2,8 @@
 //! server on loopback, an MJPEG-over-HTTP server, temp dirs.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -242,4 +244,17 @@ impl Drop for MjpegServer {
             let _ = t.join();
         }
     }
+}
+
+/// A file `make models` puts in models/, or a panic saying so.
+pub fn model_file(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make models` (make test does)",
+        path.display()
+    );
+    path
 }
