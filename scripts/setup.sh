@@ -20,7 +20,7 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 apt_packages=(
   # build
-  pkg-config cmake libclang-dev
+  pkg-config cmake libclang-dev libsqlite3-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   # run: decoders and sources for every camera kind
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad

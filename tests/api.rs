@@ -88,27 +88,22 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
     let dir = TempDir::new("api-e2e");
     let clip = dir.path().join("clip.mp4");
     common::make_h264_mp4(&clip, 4);
-    let config = format!(
-        "{}{}{}{}{}{}{}",
+    let file_camera = camera("file", &clip.display().to_string()) + "loop = true\n";
+    // No frames ever: nothing listens on port 1.
+    let dark_camera = camera("dark", "rtsp://127.0.0.1:1/none") + "stall_timeout = \"30s\"\n";
+    let config = [
         header(""),
         camera("moving", "test:ball"),
         camera("still", "test:checkers-8"),
-        &format!(
-            "{}loop = true\n",
-            camera("file", &clip.display().to_string())
-        ),
-        // No frames ever: nothing listens on port 1.
-        format!(
-            "{}stall_timeout = \"30s\"\n",
-            camera("dark", "rtsp://127.0.0.1:1/none")
-        ),
+        file_camera,
+        dark_camera,
         question(
             "ball",
             "moving",
             "Is there a ball?",
             "\"yes-no\"",
             "1s",
-            "1 frame"
+            "1 frame",
         ),
         question(
             "static",
@@ -116,20 +111,18 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
             "Is anything moving?",
             "\"yes-no\"",
             "1s",
-            "2 frames"
+            "2 frames",
         ),
-    );
-    let config = format!(
-        "{config}{}",
         question(
             "count",
             "file",
             "How many things are there?",
             "\"count\"",
             "2s",
-            "3s"
-        )
-    );
+            "3s",
+        ),
+    ]
+    .concat();
     let mut d = start(&dir, &config);
 
     // The socket is for owner and group only.

@@ -132,8 +132,21 @@ fn answers_and_alert_rules_are_checked_against_each_other() {
         14,
         "not a count rule",
     );
-    let c = check_text(&dir, &format!("{CAMERA}{q}alert_when = \"count >= 3\"\n"));
+    let model = "[model]\nlm = \"lm.gguf\"\nencoder = \"e.onnx\"\nresampler = \"r.onnx\"\nadapter = \"a.gguf\"\n";
+    let c = check_text(
+        &dir,
+        &format!("{CAMERA}{q}alert_when = \"count >= 3\"\n{model}"),
+    );
     assert_eq!(c.code, 0, "{}", c.stderr);
+    // Without the models a question cannot be answered: said at the question.
+    let no_adapter = model.replace("adapter = \"a.gguf\"\n", "");
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{q}{no_adapter}"),
+        7,
+        7,
+        "[model] has no adapter",
+    );
 }
 
 #[test]
@@ -169,5 +182,5 @@ fn shipped_configs_are_valid() {
         campus.source,
         vigil::config::Source::File(root.join("config/../data/vtest.avi"))
     );
-    assert_eq!(demo.questions.len(), 2);
+    assert_eq!(demo.questions.len(), 3);
 }

@@ -353,28 +353,7 @@ fn questions(
     cameras: &[CameraSpec],
     model: Option<&ModelSettings>,
 ) -> Result<Vec<QuestionSpec>, ConfigError> {
-    if let Some(first) = raw.first() {
-        let missing: Vec<&str> = match model {
-            None => vec!["lm", "encoder", "resampler", "adapter"],
-            Some(m) => [
-                ("encoder", m.encoder.is_none()),
-                ("resampler", m.resampler.is_none()),
-                ("adapter", m.adapter.is_none()),
-            ]
-            .into_iter()
-            .filter_map(|(k, absent)| absent.then_some(k))
-            .collect(),
-        };
-        if !missing.is_empty() {
-            return Err(c.error(
-                first.ask.span(),
-                format!(
-                    "standing questions need the vision models and an adapter, but [model] has no {}\nhelp: set them in [model] (see config/example.toml), or remove the [[question]]s",
-                    missing.join(", ")
-                ),
-            ));
-        }
-    }
+    let first_ask = raw.first().map(|q| q.ask.span());
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
     let mut out = Vec::with_capacity(raw.len());
     for (index, q) in raw.into_iter().enumerate() {
@@ -480,6 +459,28 @@ fn questions(
             cooldown,
             examples,
         });
+    }
+    if let Some(first_ask) = first_ask {
+        let missing: Vec<&str> = match model {
+            None => vec!["lm", "encoder", "resampler", "adapter"],
+            Some(m) => [
+                ("encoder", m.encoder.is_none()),
+                ("resampler", m.resampler.is_none()),
+                ("adapter", m.adapter.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(k, absent)| absent.then_some(k))
+            .collect(),
+        };
+        if !missing.is_empty() {
+            return Err(c.error(
+                first_ask,
+                format!(
+                    "standing questions need the vision models and an adapter, but [model] has no {}\nhelp: set them in [model] (see config/example.toml), or remove the [[question]]s",
+                    missing.join(", ")
+                ),
+            ));
+        }
     }
     Ok(out)
 }
