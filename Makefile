@@ -4,7 +4,7 @@ CARGO ?= cargo
 # RUSTFLAGS= to build a binary for any x86-64.
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all setup models fixtures extra-lms build release test test-all lint units demo bench-vision bench-lm clean
+.PHONY: all setup models fixtures extra-lms build release test test-all lint units demo bench-vision bench-lm bench-daemon clean
 
 all: build
 
@@ -61,6 +61,13 @@ demo: models release
 bench-lm: models release
 	./target/release/vigil bench lm --lm models/smollm2-135m-instruct-q4_1.gguf \
 	  --adapter models/xattn-smollm2-random.gguf --threads $${THREADS:-2} --runs $${RUNS:-7}
+
+# The daemon through its socket: yes/no ask latency (p50/p95) and the most
+# test-pattern cameras with 3 standing questions every 5 s it sustains.
+bench-daemon: models release
+	./target/release/vigil bench daemon --lm models/smollm2-135m-instruct-q4_1.gguf \
+	  --adapter models/xattn-smollm2-random.gguf --encoder models/efficientnet-lite0.onnx \
+	  --resampler models/resampler.onnx --threads $${THREADS:-2}
 
 bench-vision: models release
 	@KIT_PYTHON=$$(scripts/models.sh --python) benches/vision.sh

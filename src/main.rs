@@ -141,6 +141,32 @@ fn client_result(r: Result<(), vigil::api::cli::CliError>) -> ExitCode {
 
 #[derive(Subcommand)]
 enum BenchStage {
+    /// The daemon through its socket: ask latency and how many cameras
+    /// with 3 standing questions each it sustains.
+    Daemon {
+        #[arg(long)]
+        lm: PathBuf,
+        #[arg(long)]
+        adapter: PathBuf,
+        #[arg(long)]
+        encoder: PathBuf,
+        #[arg(long)]
+        resampler: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Timed asks (after 3 warm-up ones).
+        #[arg(long, default_value_t = 40)]
+        asks: usize,
+        /// The most cameras to try.
+        #[arg(long, default_value_t = 32)]
+        max_cameras: usize,
+        /// How long each camera count must hold.
+        #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
+        hold: std::time::Duration,
+        /// The cameras' videotestsrc pattern.
+        #[arg(long, default_value = "ball")]
+        pattern: String,
+    },
     /// The image encoder and the Perceiver Resampler on tract.
     Vision {
         /// An encoder ONNX file (its .json beside it).
@@ -296,6 +322,40 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("vigil bench lm: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Bench {
+            stage:
+                BenchStage::Daemon {
+                    lm,
+                    adapter,
+                    encoder,
+                    resampler,
+                    threads,
+                    asks,
+                    max_cameras,
+                    hold,
+                    pattern,
+                },
+        } => {
+            vigil::logging::init("warn");
+            let options = vigil::daemon::bench::BenchOptions {
+                lm,
+                adapter,
+                encoder,
+                resampler,
+                threads,
+                asks,
+                max_cameras,
+                hold,
+                pattern,
+            };
+            match vigil::daemon::bench::run(&options, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vigil bench daemon: {e}");
                     ExitCode::from(1)
                 }
             }

@@ -76,6 +76,18 @@ fn question_status(d: &Daemon, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no question {name}"))
 }
 
+fn photo(name: &str) -> std::path::PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/photos")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make setup`",
+        path.display()
+    );
+    path
+}
+
 fn vigil(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(args)
@@ -102,9 +114,18 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
             "moving",
             "Is there a ball?",
             "\"yes-no\"",
-            "1s",
+            "2s",
             "1 frame",
         ),
+        // Same camera and window as "ball": they share the clip.
+        question("round", "moving", "Is it round?", "\"yes-no\"", "2s", "1 frame"),
+        // Few-shot: two real photos with their answers.
+        question("cat", "moving", "Is there a cat?", "\"yes-no\"", "2s", "1 frame")
+            + &format!(
+                "examples = [{{ image = \"{}\", answer = \"yes\" }}, {{ image = \"{}\", answer = \"no\" }}]\n",
+                photo("chelsea.png").display(),
+                photo("coffee.png").display()
+            ),
         question(
             "static",
             "still",
@@ -177,7 +198,7 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
     // Standing questions answer; their first answer is an event.
     assert!(
         wait_until(Duration::from_secs(40), || {
-            ["ball", "static", "count"]
+            ["ball", "static", "count", "cat"]
                 .iter()
                 .all(|q| question_status(&d, q)["runs"].as_u64().unwrap() >= 1)
         }),
@@ -185,6 +206,33 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
         d.get("/v1/questions").json(),
         d.log_text()
     );
+    let cat = question_status(&d, "cat");
+    assert_eq!(cat["examples"], 2, "{cat:#}");
+    assert!(cat["last_error"].is_null(), "{cat:#}");
+    assert!(
+        d.log_has(&["few-shot prefix encoded", "question=cat", "examples=2"]),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        wait_until(
+            Duration::from_secs(20),
+            || d.get("/v1/status").json()["worker"]["clips_shared"]
+                .as_u64()
+                .unwrap()
+                >= 1
+        ),
+        "ball and round share their clips"
+    );
+    // An ad-hoc question with examples.
+    let body = format!(
+        r#"{{"camera": "moving", "question": "Is there a cat?", "examples": [{{"image": "{}", "answer": "yes"}}]}}"#,
+        photo("chelsea.png").display()
+    );
+    let r = d.post("/v1/ask", &body);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let bad_example = r#"{"camera": "moving", "question": "Is there a cat?", "examples": [{"image": "/nonexistent.jpg", "answer": "yes"}]}"#;
+    assert_eq!(d.post("/v1/ask", bad_example).status, 400);
     let count = question_status(&d, "count");
     let n: u32 = count["last_answer"]["text"]
         .as_str()
@@ -193,21 +241,34 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
         .unwrap();
     assert!(n <= vigil::watch::MAX_COUNT);
 
-    // Change gating: the static pattern runs once and then keeps its
-    // answer; the moving ball runs every tick.
+    // Change gating: the static pattern runs (once, or twice when its
+    // first tick saw one frame of its two-frame window) and then keeps its
+    // answer: three more ticks, no more runs. The moving ball, asked every
+    // 2 s at 1 FPS, sees a new picture at its ticks: they run.
+    let gated = |d: &Daemon| question_status(d, "static")["gated"].as_u64().unwrap();
     assert!(
-        wait_until(
-            Duration::from_secs(30),
-            || question_status(&d, "static")["gated"].as_u64().unwrap() >= 3
-        ),
+        wait_until(Duration::from_secs(30), || gated(&d) >= 1),
         "{:#}",
         question_status(&d, "static")
     );
+    let runs = question_status(&d, "static")["runs"].as_u64().unwrap();
+    assert!(
+        (1..=2).contains(&runs),
+        "{:#}",
+        question_status(&d, "static")
+    );
+    let g = gated(&d);
+    assert!(wait_until(Duration::from_secs(30), || gated(&d) >= g + 3));
     let still = question_status(&d, "static");
-    assert_eq!(still["runs"], 1, "{still:#}");
+    assert_eq!(still["runs"].as_u64().unwrap(), runs, "{still:#}");
+    // (A tick that ran late can be followed closely by an on-time one on
+    // the same newest frame, which is rightly gated; rare, so bounded.)
     let ball = question_status(&d, "ball");
-    assert_eq!(ball["gated"], 0, "{ball:#}");
-    assert!(ball["runs"].as_u64().unwrap() >= 3, "{ball:#}");
+    let (runs, gated) = (
+        ball["runs"].as_u64().unwrap(),
+        ball["gated"].as_u64().unwrap(),
+    );
+    assert!(runs >= 3 && gated * 3 <= runs, "{ball:#}");
     let status = d.get("/v1/status").json();
     assert!(
         status["worker"]["runs_gated"].as_u64().unwrap() >= 3,
@@ -234,6 +295,28 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
             "`vigil events` lacks {needle}:\n{text}"
         );
     }
+    // `vigil events --follow` prints stored events, then live ones.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "events",
+            "--follow",
+            "--question",
+            "ball",
+            "--socket",
+            &socket,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(
+        first.contains("ball") && first.contains("moving"),
+        "{first}"
+    );
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+
     // SSE delivered the same events with their ids.
     let mut sse_ids = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -556,5 +639,57 @@ fn socket_security_and_listen_rules() {
     assert!(
         Path::new(&first.socket).exists(),
         "the live socket is left alone"
+    );
+}
+
+#[test]
+fn socket_activation_serves_on_the_listener_systemd_passes() {
+    use std::os::fd::AsRawFd;
+    let dir = TempDir::new("api-activation");
+    let config = format!("{}{}", header(""), camera("yard", "test:smpte"));
+    let config_path = dir.path().join("vigil.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let activated = dir.path().join("activated.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&activated).unwrap();
+    let fd = listener.as_raw_fd();
+    // Inheritable, as systemd passes it (std opens sockets close-on-exec).
+    // SAFETY: fcntl on a descriptor this test owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        assert_eq!(libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC), 0);
+    }
+    let configured = dir.path().join("configured.sock");
+    // As systemd does: the listener on fd 3, LISTEN_FDS=1, LISTEN_PID = the
+    // daemon's pid (exec keeps the shell's).
+    let script = format!(
+        "exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" run --config \"$1\" --socket \"$2\" --state-dir \"$3\""
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_vigil"))
+        .arg(&config_path)
+        .arg(&configured)
+        .arg(dir.path().join("state"))
+        .env_remove("NOTIFY_SOCKET")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(listener);
+    let up = wait_until(Duration::from_secs(60), || {
+        UnixStream::connect(&activated).is_ok()
+            && common::daemon::request(&activated, "GET", "/v1/status", None).status == 200
+    });
+    assert!(up, "no answer on the activated socket");
+    assert!(
+        !configured.exists(),
+        "the configured path is not bound when activated"
+    );
+    // SAFETY: kill(2) on the child we spawned.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert!(child.wait().unwrap().success());
+    assert!(
+        activated.exists(),
+        "a passed socket belongs to systemd: left in place"
     );
 }

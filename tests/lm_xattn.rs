@@ -351,6 +351,21 @@ fn scoring_matches_the_logits_and_leaves_the_sequence_alone() {
     assert_eq!(paris.len(), 1);
     let expected = vigil::lm::log_softmax(&logits)[paris[0] as usize];
     assert_eq!(choices[0].log_prob, expected);
+    // Candidates sharing leading tokens (" 2" is " " + "2" here) are
+    // scored from one decode of the shared part, with the same result as
+    // scoring each on its own.
+    let counts = [" 2", " 3", " 12"];
+    assert!(model.tokenize_with(" 2", false, false).unwrap().len() > 1);
+    let shared = session.score(&counts).unwrap();
+    assert_eq!(session.tokens(), &before[..]);
+    for (i, c) in counts.iter().enumerate() {
+        let alone = session.score(&[c, " Paris"]).unwrap()[0].log_prob;
+        assert!(
+            (shared[i].log_prob - alone).abs() < 1e-3,
+            "{c}: {} shared vs {alone} alone",
+            shared[i].log_prob
+        );
+    }
     // A multi-token candidate sums its tokens' log-probabilities: the
     // same as feeding it and reading the logits along the way.
     let tokens = model

@@ -2,6 +2,7 @@
 //! models, starts the cameras and the inference worker, speaks sd-notify,
 //! reloads on SIGHUP, stops cleanly on SIGTERM/SIGINT.
 
+pub mod bench;
 mod cameras;
 mod notify;
 mod signals;

@@ -285,37 +285,77 @@ impl<'m> Session<'m> {
 
     /// Log-likelihood of each candidate continuation of the sequence, with
     /// probabilities normalised over the candidates. The sequence is left
-    /// as it was. Single-token candidates need no decode at all.
+    /// as it was. Single-token candidates need no decode at all, and tokens
+    /// every candidate starts with (" 3" is " " + "3" in many vocabularies)
+    /// are decoded once for all of them.
     pub fn score(&mut self, candidates: &[&str]) -> Result<Vec<Choice>, LmError> {
         if candidates.is_empty() {
             return Err(LmError::Invalid("no candidates to score".into()));
         }
         let n = self.tokens.len();
         let first = answer::log_softmax(self.last_logits()?);
-        let media = self.current();
-        let mut log_probs = Vec::with_capacity(candidates.len());
+        let mut tokenized = Vec::with_capacity(candidates.len());
         for candidate in candidates {
             let tokens = self.model().tokenize_with(candidate, false, false)?;
-            let Some((&head, rest)) = tokens.split_first() else {
+            if tokens.is_empty() {
                 return Err(LmError::Invalid(format!(
                     "candidate {candidate:?} has no tokens"
                 )));
-            };
-            let mut total = first[head as usize];
-            if !rest.is_empty() {
+            }
+            tokenized.push(tokens);
+        }
+        // The shared prefix, leaving each candidate at least one token.
+        let shortest = tokenized.iter().map(Vec::len).min().unwrap_or(0);
+        let mut common = 0;
+        while common + 1 < shortest && tokenized.iter().all(|t| t[common] == tokenized[0][common]) {
+            common += 1;
+        }
+        let result = self.score_after_prefix(&tokenized, common, first);
+        // Whatever happened, the sequence goes back to what it was.
+        self.ctx.truncate(n);
+        let log_probs = result?;
+        Ok(answer::choices(candidates, &log_probs))
+    }
+
+    fn score_after_prefix(
+        &mut self,
+        tokenized: &[Vec<Token>],
+        common: usize,
+        first: Vec<f64>,
+    ) -> Result<Vec<f64>, LmError> {
+        let media = self.current();
+        let (base, next) = if common == 0 {
+            (0.0, first)
+        } else {
+            let prefix = &tokenized[0][..common];
+            self.set_current(media.clone());
+            let rows: Vec<usize> = (0..common).collect();
+            let logits = self.ctx.decode_rows(prefix, &rows)?;
+            let mut base = first[prefix[0] as usize];
+            for (row, token) in prefix.iter().enumerate().skip(1) {
+                base += answer::log_softmax(&logits[row - 1])[*token as usize];
+            }
+            (base, answer::log_softmax(&logits[common - 1]))
+        };
+        let start = self.tokens.len() + common;
+        let mut log_probs = Vec::with_capacity(tokenized.len());
+        for tokens in tokenized {
+            let rest = &tokens[common..];
+            let mut total = base + next[rest[0] as usize];
+            if rest.len() > 1 {
                 // Logits of every candidate token but the last predict the
                 // next one; the candidate is cut off again afterwards.
                 self.set_current(media.clone());
-                let rows: Vec<usize> = (0..rest.len()).collect();
-                let logits = self.ctx.decode_rows(&tokens, &rows);
-                self.ctx.truncate(n);
+                let rows: Vec<usize> = (0..rest.len() - 1).collect();
+                let logits = self.ctx.decode_rows(rest, &rows);
+                self.ctx.truncate(start);
                 for (row, logits) in logits?.iter().enumerate() {
-                    total += answer::log_softmax(logits)[tokens[row + 1] as usize];
+                    total += answer::log_softmax(logits)[rest[row + 1] as usize];
                 }
             }
             log_probs.push(total);
         }
-        Ok(answer::choices(candidates, &log_probs))
+        Ok(log_probs)
     }
 
     /// Generates a continuation (decoded into the sequence).

@@ -123,6 +123,17 @@ impl VisionWorker {
         self.shared.ensure(ring, frame)
     }
 
+    /// Holds off encoding while the caller computes: on a small box two
+    /// multi-threaded computations at once (tract's and ggml's thread
+    /// pools) spin against each other and both run slower than one after
+    /// the other. Do not call `ensure` while holding it.
+    pub fn exclusive(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.shared
+            .encoding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn encoder(&self) -> &Encoder {
         &self.shared.encoder
     }

@@ -94,6 +94,7 @@ impl ClipCache {
         if kept.is_empty() {
             return Err("the window's frames left the ring before they were encoded".into());
         }
+        let _exclusive = vision.exclusive();
         let refs: Vec<_> = features.iter().map(|f| f.as_ref()).collect();
         let tokens = resampler.resample(&refs).map_err(|e| e.to_string())?;
         let kv = session

@@ -483,6 +483,8 @@ impl Worker<'_> {
         prefix: Option<&crate::lm::Prefix>,
         started: Instant,
     ) -> Result<Run, LmError> {
+        let vision = Arc::clone(&self.setup.vision);
+        let _exclusive = vision.exclusive();
         let lm_started = Instant::now();
         match prefix {
             Some(p) => self.session.restore(p)?,
