@@ -126,6 +126,16 @@ impl ClientArgs {
     }
 }
 
+fn bench_result(stage: &str, r: Result<(), impl std::fmt::Display>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil bench {stage}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn client_result(r: Result<(), vigil::api::cli::CliError>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -290,13 +300,10 @@ fn main() -> ExitCode {
                 runs,
                 profile,
             };
-            match vigil::vision::bench::run(&options, &mut std::io::stdout().lock()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("vigil bench vision: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            bench_result(
+                "vision",
+                vigil::vision::bench::run(&options, &mut std::io::stdout().lock()),
+            )
         }
         Command::Bench {
             stage:
@@ -318,13 +325,10 @@ fn main() -> ExitCode {
                 prompt_tokens,
                 gen_tokens,
             };
-            match vigil::lm::bench::run(&options, &mut std::io::stdout().lock()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("vigil bench lm: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            bench_result(
+                "lm",
+                vigil::lm::bench::run(&options, &mut std::io::stdout().lock()),
+            )
         }
         Command::Bench {
             stage:
@@ -352,13 +356,10 @@ fn main() -> ExitCode {
                 hold,
                 pattern,
             };
-            match vigil::daemon::bench::run(&options, &mut std::io::stdout().lock()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("vigil bench daemon: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            bench_result(
+                "daemon",
+                vigil::daemon::bench::run(&options, &mut std::io::stdout().lock()),
+            )
         }
         Command::Probe {
             source,

@@ -45,47 +45,26 @@ impl ApiServer {
         context: Arc<ApiContext>,
     ) -> std::io::Result<ApiServer> {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
         let path = unix.path.clone();
         let owned = unix.owned;
-        {
-            let stop = Arc::clone(&stop);
-            let context = Arc::clone(&context);
-            threads.push(
-                std::thread::Builder::new()
-                    .name("api-unix".into())
-                    .spawn(move || {
-                        for conn in unix.listener.incoming() {
-                            if stop.load(Ordering::Relaxed) {
-                                break;
-                            }
-                            match conn {
-                                Ok(s) => dispatch(Conn::Unix(s), &context, &stop),
-                                Err(e) => accept_failed(&e),
-                            }
-                        }
-                    })?,
-            );
-        }
+        let mut threads = vec![accept_loop(
+            "api-unix",
+            {
+                let listener = unix.listener;
+                std::iter::repeat_with(move || listener.accept().map(|(s, _)| Conn::Unix(s)))
+            },
+            &context,
+            &stop,
+        )?];
         let mut tcp_addr = None;
         if let Some(listener) = tcp {
             tcp_addr = Some(listener.local_addr()?);
-            let stop = Arc::clone(&stop);
-            threads.push(
-                std::thread::Builder::new()
-                    .name("api-tcp".into())
-                    .spawn(move || {
-                        for conn in listener.incoming() {
-                            if stop.load(Ordering::Relaxed) {
-                                break;
-                            }
-                            match conn {
-                                Ok(s) => dispatch(Conn::Tcp(s), &context, &stop),
-                                Err(e) => accept_failed(&e),
-                            }
-                        }
-                    })?,
-            );
+            threads.push(accept_loop(
+                "api-tcp",
+                std::iter::repeat_with(move || listener.accept().map(|(s, _)| Conn::Tcp(s))),
+                &context,
+                &stop,
+            )?);
         }
         tracing::info!(socket = %path.display(), tcp = ?tcp_addr, "API listening");
         Ok(ApiServer {
@@ -113,6 +92,30 @@ impl ApiServer {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// Accepts connections until `stop`, handing each to `dispatch`.
+fn accept_loop(
+    name: &str,
+    incoming: impl Iterator<Item = std::io::Result<Conn>> + Send + 'static,
+    context: &Arc<ApiContext>,
+    stop: &Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    let context = Arc::clone(context);
+    let stop = Arc::clone(stop);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            for conn in incoming {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match conn {
+                    Ok(c) => dispatch(c, &context, &stop),
+                    Err(e) => accept_failed(&e),
+                }
+            }
+        })
 }
 
 fn accept_failed(e: &std::io::Error) {

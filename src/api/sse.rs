@@ -23,7 +23,7 @@ pub fn frame(event: &StoredEvent) -> String {
     format!(
         "id: {}\nevent: {}\ndata: {data}\n\n",
         event.id,
-        event.kind.as_str()
+        event.event.kind.as_str()
     )
 }
 
@@ -35,11 +35,11 @@ pub fn stream<W: Write>(
     stop: &AtomicBool,
 ) {
     let wanted = |e: &StoredEvent| {
-        filter.camera.as_ref().is_none_or(|c| *c == e.camera)
+        filter.camera.as_ref().is_none_or(|c| *c == e.event.camera)
             && filter
                 .question
                 .as_ref()
-                .is_none_or(|q| Some(q) == e.question.as_ref())
+                .is_none_or(|q| Some(q) == e.event.question.as_ref())
     };
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\n: vigil events\n\n";
     if out

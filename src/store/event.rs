@@ -39,7 +39,7 @@ impl EventKind {
 }
 
 /// An event to record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NewEvent {
     /// Unix time in milliseconds of the newest frame used.
     pub time_ms: u64,
@@ -57,57 +57,35 @@ pub struct NewEvent {
     pub frames_used: u32,
 }
 
-/// An event as stored.
+/// An event as stored: what was recorded, its id, and whether a snapshot
+/// came with it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredEvent {
     pub id: i64,
-    pub time_ms: u64,
-    pub kind: EventKind,
-    pub camera: String,
-    pub question: Option<String>,
-    pub ask: String,
-    pub answer: String,
-    pub previous: Option<String>,
-    pub scores: Vec<(String, f64)>,
-    pub latency_ms: f64,
-    pub frames_used: u32,
+    #[serde(flatten)]
+    pub event: NewEvent,
     pub has_snapshot: bool,
 }
 
 impl StoredEvent {
-    pub(super) fn from_new(id: i64, e: &NewEvent, has_snapshot: bool) -> StoredEvent {
-        StoredEvent {
-            id,
-            time_ms: e.time_ms,
-            kind: e.kind,
-            camera: e.camera.clone(),
-            question: e.question.clone(),
-            ask: e.ask.clone(),
-            answer: e.answer.clone(),
-            previous: e.previous.clone(),
-            scores: e.scores.clone(),
-            latency_ms: e.latency_ms,
-            frames_used: e.frames_used,
-            has_snapshot,
-        }
-    }
-
     pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         let kind: String = r.get(2)?;
         let scores: String = r.get(8)?;
         Ok(StoredEvent {
             id: r.get(0)?,
-            time_ms: r.get::<_, i64>(1)? as u64,
-            // A kind written by a newer vigil reads as an answer change.
-            kind: EventKind::parse(&kind).unwrap_or(EventKind::AnswerChanged),
-            camera: r.get(3)?,
-            question: r.get(4)?,
-            ask: r.get(5)?,
-            answer: r.get(6)?,
-            previous: r.get(7)?,
-            scores: serde_json::from_str(&scores).unwrap_or_default(),
-            latency_ms: r.get(9)?,
-            frames_used: r.get::<_, i64>(10)? as u32,
+            event: NewEvent {
+                time_ms: r.get::<_, i64>(1)? as u64,
+                // A kind written by a newer vigil reads as an answer change.
+                kind: EventKind::parse(&kind).unwrap_or(EventKind::AnswerChanged),
+                camera: r.get(3)?,
+                question: r.get(4)?,
+                ask: r.get(5)?,
+                answer: r.get(6)?,
+                previous: r.get(7)?,
+                scores: serde_json::from_str(&scores).unwrap_or_default(),
+                latency_ms: r.get(9)?,
+                frames_used: r.get::<_, i64>(10)? as u32,
+            },
             has_snapshot: r.get(11)?,
         })
     }

@@ -137,11 +137,11 @@ impl Store {
                 ],
             )
             .map_err(fail)?;
-            stored.push(StoredEvent::from_new(
-                tx.last_insert_rowid(),
-                e,
-                snapshot_id.is_some(),
-            ));
+            stored.push(StoredEvent {
+                id: tx.last_insert_rowid(),
+                event: e.clone(),
+                has_snapshot: snapshot_id.is_some(),
+            });
         }
         tx.commit().map_err(fail)?;
         Ok(stored)

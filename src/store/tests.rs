@@ -44,7 +44,7 @@ fn events_round_trip_and_filter() {
     assert_eq!(all.len(), 2);
     assert_eq!(all[0], b[0], "newest first, read back as written");
     assert_eq!(
-        all[1].scores,
+        all[1].event.scores,
         vec![("yes".into(), 0.75), ("no".into(), 0.25)]
     );
     let door = store
@@ -89,7 +89,7 @@ fn retention_by_age_and_by_size() {
     assert_eq!(gone, 1);
     let left = store.events(&EventFilter::default()).unwrap();
     assert_eq!(left.len(), 1);
-    assert_eq!(left[0].answer, "new");
+    assert_eq!(left[0].event.answer, "new");
 
     // 200 events with 20 KB snapshots: ~4 MB; a 1 MiB budget keeps the newest.
     for i in 0..200 {
@@ -114,6 +114,6 @@ fn retention_by_age_and_by_size() {
         "{} events left",
         left.len()
     );
-    assert_eq!(left[0].answer, "a199", "the newest stay");
+    assert_eq!(left[0].event.answer, "a199", "the newest stay");
     let _ = std::fs::remove_dir_all(&dir);
 }
