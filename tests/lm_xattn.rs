@@ -12,21 +12,13 @@ use vigil::lm::{
 
 mod common;
 
+use common::model_file;
+
 const N_VISUAL: usize = 64;
 const VISUAL_DIM: usize = 384;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn model_file(name: &str) -> PathBuf {
-    let path = root().join("models").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/setup.sh and scripts/models.sh (make test does)",
-        path.display()
-    );
-    path
 }
 
 fn smollm2() -> Model {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{TempDir, wait_until};
+use common::{TempDir, model_file, wait_until};
 use vigil::capture::{Camera, image::load_rgb};
 use vigil::config::{CameraSpec, Fps, Source};
 use vigil::ring::{FeatureData, Features, Frame, Ring, RingLimits};
@@ -16,16 +16,6 @@ use vigil::vision::{Encoder, Precision, Resampler, VisionError, VisionWorker};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn model(name: &str) -> PathBuf {
-    let path = root().join("models").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make models`",
-        path.display()
-    );
-    path
 }
 
 /// A raw little-endian fixture array from tests/fixtures/vision.
@@ -77,7 +67,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn preprocessing_matches_the_python_reference() {
-    let encoder = Encoder::load(&model("efficientnet-lite0.onnx")).unwrap();
+    let encoder = Encoder::load(&model_file("efficientnet-lite0.onnx")).unwrap();
     let photo = root().join("data/photos/chelsea.png");
     assert!(
         photo.is_file(),
@@ -109,7 +99,7 @@ fn preprocessing_matches_the_python_reference() {
 }
 
 fn parity(encoder_file: &str, golden: &str) {
-    let encoder = Encoder::load(&model(encoder_file)).unwrap();
+    let encoder = Encoder::load(&model_file(encoder_file)).unwrap();
     let (_, input) = fixture("chelsea_input");
     let ours = encoder.encode_image(&input).unwrap();
     let (shape, expected) = fixture_f32(golden);
@@ -132,7 +122,7 @@ fn nfnet_f0_matches_onnxruntime() {
 
 #[test]
 fn resampler_matches_onnxruntime_for_one_and_two_frames() {
-    let resampler = Resampler::load(&model("resampler.onnx")).unwrap();
+    let resampler = Resampler::load(&model_file("resampler.onnx")).unwrap();
     let (shape, chelsea) = fixture_f32("effnet_chelsea");
     let (_, coffee) = fixture_f32("effnet_coffee");
     let clip: Vec<f32> = [
@@ -188,7 +178,7 @@ fn photo_frames() -> Vec<Frame> {
 #[test]
 fn each_frame_is_encoded_once_however_many_readers_ask() {
     let worker = Arc::new(VisionWorker::start(
-        Encoder::load(&model("efficientnet-lite0.onnx")).unwrap(),
+        Encoder::load(&model_file("efficientnet-lite0.onnx")).unwrap(),
         Precision::F16,
     ));
     let ring = Arc::new(Ring::new(RingLimits {
@@ -222,7 +212,7 @@ fn each_frame_is_encoded_once_however_many_readers_ask() {
 
     // f16 storage costs little: the resampler sees nearly the f32 features.
     let f32_features = worker.encoder().encode(&frames[0], Precision::F32).unwrap();
-    let resampler = Resampler::load(&model("resampler.onnx")).unwrap();
+    let resampler = Resampler::load(&model_file("resampler.onnx")).unwrap();
     let cached = frames[0].features().unwrap();
     let a = resampler.resample(&[cached]).unwrap();
     let b = resampler.resample(&[&f32_features]).unwrap();
@@ -233,7 +223,7 @@ fn each_frame_is_encoded_once_however_many_readers_ask() {
 
 #[test]
 fn ring_budget_holds_with_features_attached() {
-    let encoder = Encoder::load(&model("efficientnet-lite0.onnx")).unwrap();
+    let encoder = Encoder::load(&model_file("efficientnet-lite0.onnx")).unwrap();
     let frames = photo_frames();
     // Room for about three frames with their features.
     let per_frame = frames.iter().map(|f| f.pixels.len()).max().unwrap() + 49 * 1280 * 4;
@@ -258,7 +248,7 @@ fn ring_budget_holds_with_features_attached() {
 #[test]
 fn camera_frames_are_encoded_as_they_arrive() {
     let worker = Arc::new(VisionWorker::start(
-        Encoder::load(&model("efficientnet-lite0.onnx")).unwrap(),
+        Encoder::load(&model_file("efficientnet-lite0.onnx")).unwrap(),
         Precision::F16,
     ));
     let mut spec = CameraSpec::with_defaults("yard", Source::Test("ball".into()));
@@ -290,7 +280,7 @@ fn copy_model_with_meta(dir: &TempDir, onnx: &Path, meta_of: &Path, name: &str) 
 #[test]
 fn bad_models_give_clear_errors_naming_the_file() {
     let dir = TempDir::new("bad-models");
-    let effnet = model("efficientnet-lite0.onnx");
+    let effnet = model_file("efficientnet-lite0.onnx");
 
     let missing = dir.path().join("nope.onnx");
     let err = Encoder::load(&missing).err().unwrap();
@@ -324,7 +314,7 @@ fn bad_models_give_clear_errors_naming_the_file() {
     assert!(err.contains("bare.json"), "{err}");
 
     // A model whose input is not an image: the resampler, rank 3.
-    let wrong_rank = copy_model_with_meta(&dir, &model("resampler.onnx"), &effnet, "rank3");
+    let wrong_rank = copy_model_with_meta(&dir, &model_file("resampler.onnx"), &effnet, "rank3");
     let err = Encoder::load(&wrong_rank).err().unwrap().to_string();
     assert!(
         err.contains("rank3.onnx") && err.contains("input has rank 3"),
@@ -332,8 +322,8 @@ fn bad_models_give_clear_errors_naming_the_file() {
     );
 
     // NFNet features (3072 wide) into a resampler made for EfficientNet (1280).
-    let nfnet = Encoder::load(&model("nfnet-f0.onnx")).unwrap();
-    let resampler = Resampler::load(&model("resampler.onnx")).unwrap();
+    let nfnet = Encoder::load(&model_file("nfnet-f0.onnx")).unwrap();
+    let resampler = Resampler::load(&model_file("resampler.onnx")).unwrap();
     let err = resampler.check_fits(&nfnet).unwrap_err().to_string();
     assert!(
         err.contains("nfnet-f0.onnx")
