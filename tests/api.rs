@@ -693,3 +693,54 @@ fn socket_activation_serves_on_the_listener_systemd_passes() {
         "a passed socket belongs to systemd: left in place"
     );
 }
+
+#[test]
+fn sighup_replaces_standing_questions_and_keeps_unchanged_ones() {
+    let dir = TempDir::new("api-reload");
+    let base = format!("{}{}", header(""), camera("yard", "test:ball"));
+    let first = question(
+        "ball",
+        "yard",
+        "Is there a ball?",
+        "\"yes-no\"",
+        "1s",
+        "1 frame",
+    );
+    let d = start(&dir, &format!("{base}{first}"));
+    assert!(wait_until(Duration::from_secs(30), || {
+        question_status(&d, "ball")["runs"].as_u64().unwrap() >= 5
+    }));
+    let runs_before = question_status(&d, "ball")["runs"].as_u64().unwrap();
+    let second = question(
+        "count",
+        "yard",
+        "How many balls?",
+        "\"count\"",
+        "1s",
+        "1 frame",
+    );
+    std::fs::write(
+        dir.path().join("vigil.toml"),
+        format!("{base}{first}{second}"),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            d.get("/v1/questions").json().as_array().unwrap().len() == 2
+                && question_status(&d, "count")["runs"].as_u64().unwrap() >= 1
+        }),
+        "{}",
+        d.log_text()
+    );
+    // The unchanged question kept its state: its run count went on (a
+    // fresh one would be back near zero).
+    assert!(question_status(&d, "ball")["runs"].as_u64().unwrap() >= runs_before);
+    // Removing a question removes it.
+    std::fs::write(dir.path().join("vigil.toml"), format!("{base}{second}")).unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let q = d.get("/v1/questions").json();
+        q.as_array().unwrap().len() == 1 && q[0]["name"] == "count"
+    }));
+}

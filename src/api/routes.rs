@@ -389,7 +389,14 @@ fn event_stream(ctx: &ApiContext, req: &Request) -> Reply {
         Err(r) => return Reply::Done(r),
     };
     // Subscribe before reading the backlog, so nothing falls in between.
-    let Some(subscription) = ctx.watch.as_ref().and_then(|w| w.shared.events.subscribe()) else {
+    let Some(watch) = &ctx.watch else {
+        return Reply::Done(Response::error(
+            503,
+            "no_models",
+            "this daemon has no adapter or vision models configured, so it records no events",
+        ));
+    };
+    let Some(subscription) = watch.shared.events.subscribe() else {
         return Reply::Done(
             Response::error(503, "busy", "too many event streams are open")
                 .with_header("Retry-After", "5".into()),
