@@ -180,6 +180,7 @@ fn each_frame_is_encoded_once_however_many_readers_ask() {
     let worker = Arc::new(VisionWorker::start(
         Encoder::load(&model_file("efficientnet-lite0.onnx")).unwrap(),
         Precision::F16,
+        0.005,
     ));
     let ring = Arc::new(Ring::new(RingLimits {
         max_age: Duration::from_secs(600),
@@ -203,7 +204,9 @@ fn each_frame_is_encoded_once_however_many_readers_ask() {
             });
         }
     });
+    // Six different photos: none shares another's features.
     assert_eq!(worker.stats().encoded, frames.len() as u64);
+    assert_eq!(worker.stats().reused, 0);
     let pixels: u64 = frames.iter().map(|f| f.pixels.len() as u64).sum();
     assert_eq!(
         ring.stats().bytes,
@@ -250,6 +253,7 @@ fn camera_frames_are_encoded_as_they_arrive() {
     let worker = Arc::new(VisionWorker::start(
         Encoder::load(&model_file("efficientnet-lite0.onnx")).unwrap(),
         Precision::F16,
+        0.005,
     ));
     let mut spec = CameraSpec::with_defaults("yard", Source::Test("ball".into()));
     spec.fps = Fps { num: 4, den: 1 };
@@ -264,6 +268,62 @@ fn camera_frames_are_encoded_as_they_arrive() {
     let stats = worker.stats();
     assert_eq!(stats.failed, 0);
     eprintln!("camera at 4 fps: {stats:?}");
+}
+
+#[test]
+fn an_unchanged_scene_shares_features_instead_of_being_encoded_again() {
+    let worker = VisionWorker::start(
+        Encoder::load(&model_file("efficientnet-lite0.onnx")).unwrap(),
+        Precision::F16,
+        0.005,
+    );
+    let ring = Arc::new(Ring::new(RingLimits {
+        max_age: Duration::from_secs(600),
+        max_bytes: 64 << 20,
+    }));
+    let t0 = Instant::now();
+    let photos = photo_frames();
+    let again = |i: usize, at: usize| {
+        let p = &photos[i];
+        let copy = Frame::new(
+            at as u64,
+            None,
+            p.wall,
+            p.captured,
+            p.width,
+            p.height,
+            p.pixels.clone(),
+        );
+        ring.push(taken_at(copy, t0, at))
+    };
+    let first = again(0, 0);
+    let same = again(0, 1);
+    let other = again(1, 2);
+    let a = worker.ensure(&ring, &first).unwrap().unwrap();
+    let b = worker.ensure(&ring, &same).unwrap().unwrap();
+    let c = worker.ensure(&ring, &other).unwrap().unwrap();
+    assert!(Arc::ptr_eq(&a, &b), "the same picture shares its features");
+    assert!(!Arc::ptr_eq(&a, &c));
+    let stats = worker.stats();
+    assert_eq!((stats.encoded, stats.reused), (2, 1), "{stats:?}");
+
+    // A static test pattern as a live camera: one encode, then reuse.
+    let mut spec = CameraSpec::with_defaults("wall", Source::Test("checkers-8".into()));
+    spec.fps = Fps { num: 4, den: 1 };
+    spec.width = 320;
+    let worker = Arc::new(VisionWorker::start(
+        Encoder::load(&model_file("efficientnet-lite0.onnx")).unwrap(),
+        Precision::F16,
+        0.005,
+    ));
+    let camera = Camera::start(spec, Some(worker.clone()));
+    assert!(
+        wait_until(Duration::from_secs(15), || worker.stats().reused >= 4),
+        "{:?}",
+        worker.stats()
+    );
+    camera.join();
+    assert_eq!(worker.stats().encoded, 1, "{:?}", worker.stats());
 }
 
 fn copy_model_with_meta(dir: &TempDir, onnx: &Path, meta_of: &Path, name: &str) -> PathBuf {

@@ -59,6 +59,12 @@ pub fn render(ctx: &ApiContext) -> String {
         "counter",
         v.skipped_busy as f64,
     );
+    e.single(
+        "vigil_frames_encode_reused_total",
+        "Frames showing the same scene as the last one encoded, sharing its features.",
+        "counter",
+        v.reused as f64,
+    );
     e.summary(
         "vigil_encode_seconds",
         "Time spent in the image encoder.",

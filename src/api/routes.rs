@@ -79,7 +79,7 @@ const MAX_QUESTION: usize = 1000;
 
 pub fn route(ctx: &ApiContext, req: &Request) -> Reply {
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-    let get = req.method == "GET" || req.method == "HEAD";
+    let get = req.method == "GET";
     let done = Reply::Done;
     match (segments.as_slice(), get, req.method.as_str()) {
         (["v1", "status"], true, _) => done(status(ctx)),

@@ -196,11 +196,38 @@ fn losses(s: &Value) -> (u64, u64, u64) {
     )
 }
 
-/// Whether `cameras` cameras hold for `o.hold` (after a warm-up of two
-/// question periods).
+/// Whether `cameras` cameras hold for `o.hold` (after a warm-up: every
+/// question answered once, then one period).
 fn holds(o: &BenchOptions, cameras: usize, out: &mut dyn Write) -> Result<bool, String> {
     let d = start(o, cameras, true)?;
-    std::thread::sleep(Duration::from_secs(10));
+    // Steady state: every question has answered once (the first round all
+    // comes due together), then one more period.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let r = client::request(
+            &d.socket,
+            "GET",
+            "/v1/questions",
+            None,
+            Duration::from_secs(10),
+        )
+        .map_err(|e| e.to_string())?;
+        let questions: Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+        let all = questions.as_array().cloned().unwrap_or_default();
+        if all.len() == cameras * 3 && all.iter().all(|q| q["runs"].as_u64().unwrap_or(0) >= 1) {
+            break;
+        }
+        if Instant::now() > deadline {
+            writeln!(
+                out,
+                "# {cameras} cameras: not every question answered within 3 minutes"
+            )
+            .map_err(|e| e.to_string())?;
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(5));
     let before = status(&d.socket)?;
     std::thread::sleep(o.hold);
     let after = status(&d.socket)?;

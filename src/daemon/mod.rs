@@ -82,7 +82,7 @@ pub fn run(config_path: &Path, overrides: &Overrides) -> Result<(), Error> {
     let tcp = config.daemon.listen.map(listener::bind_tcp).transpose()?;
 
     let vision = match &config.model {
-        Some(model) => Vision::load(model)?,
+        Some(model) => Vision::load(model, config.daemon.change_threshold)?,
         None => None,
     };
     let rings: Rings = Arc::default();

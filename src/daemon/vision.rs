@@ -17,7 +17,11 @@ pub struct Vision {
 
 impl Vision {
     /// `None` when the config names no encoder.
-    pub fn load(model: &ModelSettings) -> Result<Option<Vision>, VisionError> {
+    /// `change_threshold`: below it a frame reuses its camera's last features.
+    pub fn load(
+        model: &ModelSettings,
+        change_threshold: f64,
+    ) -> Result<Option<Vision>, VisionError> {
         let Some(encoder_path) = &model.encoder else {
             return Ok(None);
         };
@@ -46,7 +50,7 @@ impl Vision {
             FeaturePrecision::F32 => Precision::F32,
         };
         Ok(Some(Vision {
-            worker: Arc::new(VisionWorker::start(encoder, precision)),
+            worker: Arc::new(VisionWorker::start(encoder, precision, change_threshold)),
             resampler,
         }))
     }
@@ -56,6 +60,7 @@ impl Vision {
         tracing::info!(
             encoded = s.encoded,
             skipped_busy = s.skipped_busy,
+            reused = s.reused,
             failed = s.failed,
             mean_encode_ms = format!("{:.1}", s.encode_ms_total / s.encoded.max(1) as f64),
             "vision summary"

@@ -6,12 +6,14 @@
 //! what it last saw. Readers get `Arc<Frame>`s, never copies of pixels.
 
 mod frame;
+mod thumbnail;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use frame::{FeatureData, Features, Frame};
+pub use thumbnail::Thumbnail;
 
 /// How much a ring may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +82,17 @@ impl Ring {
     /// against the budget. False if the frame already had features or has
     /// left the ring.
     pub fn attach_features(&self, frame: &Arc<Frame>, features: Features) -> bool {
+        self.attach_shared(frame, Arc::new(features))
+    }
+
+    /// Like `attach_features`, with features another frame already holds
+    /// (the same picture). They are counted against the budget again: the
+    /// budget errs on the safe side when the first frame leaves.
+    pub fn attach_shared(&self, frame: &Arc<Frame>, features: Arc<Features>) -> bool {
         let mut inner = self.lock();
         let present = inner.frames.iter().any(|f| Arc::ptr_eq(f, frame));
         let bytes = features.bytes() as u64;
-        if !present || !frame.set_features(Arc::new(features)) {
+        if !present || !frame.set_features(features) {
             return false;
         }
         inner.stats.bytes += bytes;

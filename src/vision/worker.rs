@@ -5,9 +5,15 @@
 //! so a slow encoder never holds capture up. A skipped frame can still be
 //! encoded later, on demand, by `ensure`. Encodes are serialised by one
 //! lock: each frame is encoded at most once however many readers ask.
+//!
+//! A frame that shows the same scene as the last frame encoded for its
+//! camera (its [`Thumbnail`] differs in less than the change threshold)
+//! shares that frame's features instead of being encoded: a static camera
+//! costs a thumbnail per frame, not an encoder run.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -17,7 +23,7 @@ use serde::Serialize;
 use super::encoder::{Encoder, Precision};
 use super::error::VisionError;
 use crate::capture::FrameObserver;
-use crate::ring::{Features, Frame, Ring};
+use crate::ring::{Features, Frame, Ring, Thumbnail};
 
 /// Frames waiting for the encoder before new ones are skipped.
 const QUEUE: usize = 4;
@@ -33,16 +39,30 @@ pub struct EncodeStats {
     pub encoded: u64,
     /// Frames not queued because the encoder was busy.
     pub skipped_busy: u64,
+    /// Frames that showed the same scene as the last one encoded and
+    /// share its features.
+    pub reused: u64,
     pub failed: u64,
     /// Total time spent encoding, for the mean.
     pub encode_ms_total: f64,
 }
+
+/// A camera's last encoded frame: its ring (to notice when it is gone),
+/// thumbnail and features.
+type LastEncoded = (Weak<Ring>, Thumbnail, Arc<Features>);
 
 struct Shared {
     encoder: Encoder,
     precision: Precision,
     /// Held while encoding, so two readers never encode the same frame.
     encoding: Mutex<()>,
+    /// Below this changed fraction a frame reuses the last features of its
+    /// camera (0: never).
+    reuse_threshold: f64,
+    /// Per ring: the last encoded frame's thumbnail and features. Rings
+    /// that are gone are pruned.
+    last: Mutex<HashMap<usize, LastEncoded>>,
+    reused: AtomicU64,
     encoded: AtomicU64,
     skipped_busy: AtomicU64,
     failed: AtomicU64,
@@ -52,7 +72,7 @@ struct Shared {
 impl Shared {
     fn ensure(
         &self,
-        ring: &Ring,
+        ring: &Arc<Ring>,
         frame: &Arc<Frame>,
     ) -> Result<Option<Arc<Features>>, VisionError> {
         if let Some(f) = frame.features() {
@@ -61,6 +81,18 @@ impl Shared {
         let _guard = self.encoding.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = frame.features() {
             return Ok(Some(Arc::clone(f)));
+        }
+        let thumbnail = (self.reuse_threshold > 0.0).then(|| Thumbnail::of(frame));
+        let key = Arc::as_ptr(ring) as usize;
+        if let Some(thumb) = &thumbnail {
+            let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, t, features)) = last.get(&key)
+                && t.changed_fraction(thumb) < self.reuse_threshold
+            {
+                self.reused.fetch_add(1, Ordering::Relaxed);
+                ring.attach_shared(frame, Arc::clone(features));
+                return Ok(frame.features().cloned());
+            }
         }
         let started = Instant::now();
         let features = match self.encoder.encode(frame, self.precision) {
@@ -78,8 +110,14 @@ impl Shared {
             encode_ms = micros as f64 / 1000.0,
             "frame encoded"
         );
+        let features = Arc::new(features);
+        if let Some(thumb) = thumbnail {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            last.retain(|_, (r, _, _)| r.strong_count() > 0);
+            last.insert(key, (Arc::downgrade(ring), thumb, Arc::clone(&features)));
+        }
         // A frame that already left the ring keeps no features: nothing reads it.
-        ring.attach_features(frame, features);
+        ring.attach_shared(frame, features);
         Ok(frame.features().cloned())
     }
 }
@@ -91,11 +129,17 @@ pub struct VisionWorker {
 }
 
 impl VisionWorker {
-    pub fn start(encoder: Encoder, precision: Precision) -> VisionWorker {
+    /// `reuse_threshold`: frames whose thumbnail changed in less than this
+    /// fraction of pixels since their camera's last encoded frame share its
+    /// features (0 encodes every frame).
+    pub fn start(encoder: Encoder, precision: Precision, reuse_threshold: f64) -> VisionWorker {
         let shared = Arc::new(Shared {
             encoder,
             precision,
             encoding: Mutex::new(()),
+            reuse_threshold,
+            last: Mutex::new(HashMap::new()),
+            reused: AtomicU64::new(0),
             encoded: AtomicU64::new(0),
             skipped_busy: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -117,7 +161,7 @@ impl VisionWorker {
     /// The frame's features, encoding them now if the worker has not yet.
     pub fn ensure(
         &self,
-        ring: &Ring,
+        ring: &Arc<Ring>,
         frame: &Arc<Frame>,
     ) -> Result<Option<Arc<Features>>, VisionError> {
         self.shared.ensure(ring, frame)
@@ -143,6 +187,7 @@ impl VisionWorker {
         EncodeStats {
             encoded: s.encoded.load(Ordering::Relaxed),
             skipped_busy: s.skipped_busy.load(Ordering::Relaxed),
+            reused: s.reused.load(Ordering::Relaxed),
             failed: s.failed.load(Ordering::Relaxed),
             encode_ms_total: s.encode_us.load(Ordering::Relaxed) as f64 / 1000.0,
         }

@@ -58,7 +58,7 @@ impl ClipCache {
     pub fn get(
         &mut self,
         camera: &str,
-        ring: &Ring,
+        ring: &Arc<Ring>,
         frames: Vec<Arc<Frame>>,
         vision: &VisionWorker,
         resampler: &Resampler,

@@ -16,7 +16,7 @@ mod worker;
 
 pub use ask::{Answer, MAX_COUNT, candidates, example_text, query_text};
 pub use broadcast::{Broadcast, Subscription};
-pub use gate::{Gate, Thumbnail};
+pub use gate::Gate;
 pub use rules::{AlertState, Rules, Transition};
 pub use standing::{QuestionStatus, answer_type};
 pub use stats::WorkerStats;

@@ -21,13 +21,12 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
 use super::ask::{self, Answer};
 use super::broadcast::Broadcast;
 use super::clip::{self, Clip, ClipCache};
-use super::gate::Thumbnail;
 use super::rules::Transition;
 use super::standing::{QuestionStatus, Standing};
 use super::stats::WorkerStats;
 use crate::config::{AnswerKind, Example, QuestionSpec, Window};
 use crate::lm::{Adapter, ContextOptions, LmError, Model, Prompt, Session, Visual};
-use crate::ring::Ring;
+use crate::ring::{Ring, Thumbnail};
 use crate::store::{EventKind, NewEvent, Store, StoredEvent};
 use crate::vision::{Precision, Resampler, VisionWorker};
 
@@ -587,7 +586,7 @@ impl Worker<'_> {
     fn clips_get(
         &mut self,
         camera: &str,
-        ring: &Ring,
+        ring: &Arc<Ring>,
         frames: Vec<Arc<crate::ring::Frame>>,
     ) -> Result<Clip, AskError> {
         let before = self.clips.hits;
