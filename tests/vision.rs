@@ -175,13 +175,19 @@ fn photo_frames() -> Vec<Frame> {
     .collect()
 }
 
-#[test]
-fn each_frame_is_encoded_once_however_many_readers_ask() {
-    let worker = Arc::new(VisionWorker::start(
+/// The daemon's vision worker: EfficientNet-Lite0, f16 features, frames
+/// that changed in under 0.5 % of pixels sharing the last features.
+fn vision_worker() -> VisionWorker {
+    VisionWorker::start(
         Encoder::load(&model_file("efficientnet-lite0.onnx")).unwrap(),
         Precision::F16,
         0.005,
-    ));
+    )
+}
+
+#[test]
+fn each_frame_is_encoded_once_however_many_readers_ask() {
+    let worker = Arc::new(vision_worker());
     let ring = Arc::new(Ring::new(RingLimits {
         max_age: Duration::from_secs(600),
         max_bytes: 64 << 20,
@@ -250,11 +256,7 @@ fn ring_budget_holds_with_features_attached() {
 
 #[test]
 fn camera_frames_are_encoded_as_they_arrive() {
-    let worker = Arc::new(VisionWorker::start(
-        Encoder::load(&model_file("efficientnet-lite0.onnx")).unwrap(),
-        Precision::F16,
-        0.005,
-    ));
+    let worker = Arc::new(vision_worker());
     let mut spec = CameraSpec::with_defaults("yard", Source::Test("ball".into()));
     spec.fps = Fps { num: 4, den: 1 };
     spec.width = 320;
@@ -272,11 +274,7 @@ fn camera_frames_are_encoded_as_they_arrive() {
 
 #[test]
 fn an_unchanged_scene_shares_features_instead_of_being_encoded_again() {
-    let worker = VisionWorker::start(
-        Encoder::load(&model_file("efficientnet-lite0.onnx")).unwrap(),
-        Precision::F16,
-        0.005,
-    );
+    let worker = vision_worker();
     let ring = Arc::new(Ring::new(RingLimits {
         max_age: Duration::from_secs(600),
         max_bytes: 64 << 20,
@@ -311,11 +309,7 @@ fn an_unchanged_scene_shares_features_instead_of_being_encoded_again() {
     let mut spec = CameraSpec::with_defaults("wall", Source::Test("checkers-8".into()));
     spec.fps = Fps { num: 4, den: 1 };
     spec.width = 320;
-    let worker = Arc::new(VisionWorker::start(
-        Encoder::load(&model_file("efficientnet-lite0.onnx")).unwrap(),
-        Precision::F16,
-        0.005,
-    ));
+    let worker = Arc::new(vision_worker());
     let camera = Camera::start(spec, Some(worker.clone()));
     assert!(
         wait_until(Duration::from_secs(15), || worker.stats().reused >= 4),
