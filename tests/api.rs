@@ -117,8 +117,11 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
             "2s",
             "1 frame",
         ),
-        // Same camera and window as "ball": they share the clip.
-        question("round", "moving", "Is it round?", "\"yes-no\"", "2s", "1 frame"),
+        // Same camera and window, due together: they share the clip. The
+        // camera samples every 5 s, so both see the same newest frame.
+        camera("slow", "test:ball").replace("fps = 1\n", "fps = 0.2\n"),
+        question("round", "slow", "Is it round?", "\"yes-no\"", "2s", "1 frame"),
+        question("square", "slow", "Is it square?", "\"yes-no\"", "2s", "1 frame"),
         // Few-shot: two real photos with their answers.
         question("cat", "moving", "Is there a cat?", "\"yes-no\"", "2s", "1 frame")
             + &format!(
@@ -222,7 +225,7 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
                 .unwrap()
                 >= 1
         ),
-        "ball and round share their clips"
+        "round and square share their clips"
     );
     // An ad-hoc question with examples.
     let body = format!(
@@ -361,7 +364,7 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
     );
     let out = vigil(&["status", "--socket", &socket, "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(status["cameras"].as_array().unwrap().len(), 4);
+    assert_eq!(status["cameras"].as_array().unwrap().len(), 5);
     let out = vigil(&["questions", "--socket", &socket]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("static"));
 
