@@ -4,7 +4,7 @@ CARGO ?= cargo
 # RUSTFLAGS= to build a binary for any x86-64.
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all setup models fixtures extra-lms build release test test-all lint units demo bench-vision bench-lm bench-daemon clean
+.PHONY: all setup models fixtures extra-lms build release test test-all lint units demo train eval bench-vision bench-lm bench-daemon clean
 
 all: build
 
@@ -15,6 +15,7 @@ setup:
 # weights setup fetched. Cached by the kit's hash: cheap when unchanged.
 models: setup
 	@scripts/models.sh
+	@scripts/demo-model.sh scenario
 
 # Rewrites the golden fixtures in tests/fixtures/vision (commit the result).
 fixtures: setup
@@ -38,13 +39,15 @@ units: build
 # as a process), and the systemd unit check.
 test: setup models lint
 	$(CARGO) build --locked --all-targets
+	VIGIL_BIN=target/debug/vigil scripts/demo-model.sh subset
 	$(CARGO) test --locked
 	scripts/check-units.sh
 
 # make test, plus the cross-attention tests on the qwen2 and gemma3 GGUFs
-# (~750 MB more downloads).
+# (~750 MB more downloads) and the demo-scenario test the demo model does
+# not pass yet.
 test-all: test extra-lms
-	$(CARGO) test --locked --test lm_hook --test lm_xattn -- --ignored
+	$(CARGO) test --locked --test lm_hook --test lm_xattn --test demo_model -- --ignored
 
 extra-lms:
 	scripts/fetch-lms.sh
@@ -54,6 +57,18 @@ extra-lms:
 demo: models release
 	./target/release/vigil check-config config/demo.toml
 	./target/release/vigil run --config config/demo.toml
+
+# Retrains the demo model (models/demo/) from scratch: data from real
+# footage and photos, the frozen encoder and LM, Debian's python3-torch on
+# the CPU. Commit models/demo/ afterwards.
+train: models release
+	scripts/demo-model.sh train
+
+# The demo model on the full held-out set, through the Rust runtime: one
+# `name: value` line per figure (accuracy per family, few-shot gain,
+# agreement with the Python reference).
+eval: models release
+	scripts/demo-model.sh eval
 
 # tract vs onnxruntime on the same models, threads and machine, same run.
 # Plain llama.cpp against the same LM with 4 random gated cross-attention

@@ -68,19 +68,32 @@ pip_download() {
     || die "pip download $1 failed (is PyPI reachable?)"
 }
 
-fetch_vtest() {
-  local out=$cache/vtest.avi
-  if [ ! -s "$out" ]; then
-    step "footage: vtest.avi from Debian's opencv-doc"
+# Footage and photos from Debian's opencv-doc: vtest.avi (a fixed camera on a
+# campus path) for the demo and tests; tree.avi and photos the demo-model data
+# generator composites (tools/vigil_kit/demo).
+opencv_files=(vtest.avi tree.avi apple.jpg orange.jpg squirrel_cls.jpg butterfly.jpg HappyFish.jpg
+  home.jpg building.jpg aero1.jpg leuvenA.jpg box_in_scene.png)
+
+fetch_opencv_doc() {
+  if [ ! -s "$cache/opencv/box_in_scene.png" ]; then
+    step "footage and photos: ${opencv_files[*]} from Debian's opencv-doc"
     local tmp; tmp=$(mktemp -d)
     (cd "$tmp" && apt-get download opencv-doc >/dev/null 2>&1) || die "apt-get download opencv-doc failed (run apt-get update?)"
     dpkg-deb -x "$tmp"/opencv-doc_*.deb "$tmp/x" || die "cannot unpack opencv-doc"
-    local src; src=$(find "$tmp/x" -name vtest.avi | head -n 1)
-    [ -n "$src" ] || die "vtest.avi is not in opencv-doc any more"
-    cp "$src" "$out.part" && mv "$out.part" "$out"
+    mkdir -p "$cache/opencv.part"
+    for n in "${opencv_files[@]}"; do
+      local src; src=$(find "$tmp/x" -name "$n" | head -n 1)
+      [ -n "$src" ] || die "$n is not in opencv-doc any more"
+      cp "$src" "$cache/opencv.part/$n"
+    done
+    rm -rf "$cache/opencv" && mv "$cache/opencv.part" "$cache/opencv"
     rm -rf "$tmp"
   fi
-  install -m 0644 "$out" "$data/vtest.avi"
+  install -m 0644 "$cache/opencv/vtest.avi" "$data/vtest.avi"
+  mkdir -p "$data/opencv"
+  for n in "${opencv_files[@]}"; do
+    [ "$n" = vtest.avi ] || install -m 0644 "$cache/opencv/$n" "$data/opencv/$n"
+  done
 }
 
 fetch_bikes() {
@@ -152,7 +165,7 @@ fetch_effnet_weights() {
 main() {
   install_apt
   mkdir -p "$cache" "$data" "$models"
-  [ -s "$data/vtest.avi" ] || fetch_vtest
+  { [ -s "$data/vtest.avi" ] && [ -s "$data/opencv/box_in_scene.png" ]; } || fetch_opencv_doc
   [ -s "$data/bikes.mp4" ] || fetch_bikes
   [ -s "$data/photos/chelsea.png" ] || fetch_photos
   if [ "${SETUP_SKIP_MODELS:-0}" != 1 ]; then

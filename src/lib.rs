@@ -2,7 +2,7 @@
 //!
 //! The modules follow the data path, and each imports only from those
 //! before it: `config` → `ring` → `capture` → `vision` → `lm` → `store` →
-//! `watch` → `api` → `daemon` (`metrics` and `logging` are leaves any of
+//! `watch` → `eval`, `api` → `daemon` (`metrics` and `logging` are leaves any of
 //! them use; `store` sits below `watch`, which writes events into it).
 
 pub mod api;
@@ -10,6 +10,7 @@ pub mod capture;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod eval;
 pub mod lm;
 pub mod logging;
 pub mod metrics;

@@ -101,6 +101,34 @@ enum Command {
         #[arg(long)]
         snapshot: Option<PathBuf>,
     },
+    /// Answer a labelled dataset through the runtime (encoder, resampler,
+    /// LM + adapter) and print accuracy per question family, one
+    /// `name: value` line per figure.
+    Eval {
+        /// A directory with dataset.json (the model kit's `demo-data`).
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value = "models/smollm2-135m-instruct-q4_1.gguf")]
+        lm: PathBuf,
+        #[arg(long, default_value = "models/demo/xattn-smollm2-demo.gguf")]
+        adapter: PathBuf,
+        #[arg(long, default_value = "models/efficientnet-lite0.onnx")]
+        encoder: PathBuf,
+        #[arg(long, default_value = "models/demo/resampler-demo.onnx")]
+        resampler: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+        /// Only the first N items (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
+    /// The LM's tokenizer for the model kit: a JSON request on stdin
+    /// ({"texts": [...], "plain": [...]}), token ids as JSON on stdout.
+    #[command(hide = true)]
+    Tokenize {
+        #[arg(long)]
+        lm: PathBuf,
+    },
     /// Measure a stage's latency (median of N runs), one `name: value` line per figure.
     Bench {
         #[command(subcommand)]
@@ -360,6 +388,58 @@ fn main() -> ExitCode {
                 "daemon",
                 vigil::daemon::bench::run(&options, &mut std::io::stdout().lock()),
             )
+        }
+        Command::Eval {
+            dataset,
+            lm,
+            adapter,
+            encoder,
+            resampler,
+            threads,
+            limit,
+        } => {
+            vigil::logging::init("warn");
+            let fail = |e: String| {
+                eprintln!("vigil eval: {e}");
+                ExitCode::from(1)
+            };
+            let data = match vigil::eval::Dataset::load(&dataset) {
+                Ok(d) => d,
+                Err(e) => return fail(e),
+            };
+            let options = vigil::eval::EvalOptions {
+                lm,
+                adapter,
+                encoder,
+                resampler,
+                threads,
+                limit,
+            };
+            match vigil::eval::evaluate(&options, &data, &mut std::io::stderr()) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Tokenize { lm } => {
+            vigil::logging::init("warn");
+            let mut request = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut request) {
+                eprintln!("vigil tokenize: stdin: {e}");
+                return ExitCode::from(1);
+            }
+            match vigil::eval::tokenize(&lm, &request) {
+                Ok(reply) => {
+                    println!("{reply}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vigil tokenize: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Probe {
             source,

@@ -177,10 +177,10 @@ fn shipped_configs_are_valid() {
     }
     // Relative paths in the demo resolve against its own folder.
     let demo = vigil::config::load(&root.join("config/demo.toml")).unwrap();
-    let campus = demo.cameras.iter().find(|c| c.name == "campus").unwrap();
+    let yard = demo.cameras.iter().find(|c| c.name == "yard").unwrap();
     assert_eq!(
-        campus.source,
-        vigil::config::Source::File(root.join("config/../data/vtest.avi"))
+        yard.source,
+        vigil::config::Source::File(root.join("config/../data/demo-scenario.avi"))
     );
     assert_eq!(demo.questions.len(), 3);
 }

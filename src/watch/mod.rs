@@ -14,7 +14,7 @@ mod standing;
 mod stats;
 mod worker;
 
-pub use ask::{Answer, MAX_COUNT, candidates, example_text, query_text};
+pub use ask::{Answer, MAX_COUNT, answer, candidates, example_text, query_text};
 pub use broadcast::{Broadcast, Subscription};
 pub use gate::Gate;
 pub use rules::{AlertState, Rules, Transition};

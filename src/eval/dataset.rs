@@ -1,0 +1,105 @@
+//! The dataset format `vigil eval` reads: `DIR/dataset.json`, written by
+//! the model kit's generator (tools/vigil_kit/demo), images beside it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::AnswerKind;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    pub image: PathBuf,
+    pub answer: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    pub id: String,
+    /// presence, count, motion, change, fewshot, …
+    pub family: String,
+    pub question: String,
+    pub answer_type: AnswerKind,
+    /// The right answer, known by construction.
+    pub answer: String,
+    /// The clip, oldest first (relative to the dataset directory).
+    pub frames: Vec<PathBuf>,
+    #[serde(default)]
+    pub examples: Vec<Example>,
+    /// The Python reference implementation's answer, when it was run.
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+impl Item {
+    pub fn shots(&self) -> usize {
+        self.examples.len()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    version: u32,
+    items: Vec<Item>,
+}
+
+pub struct Dataset {
+    pub dir: PathBuf,
+    pub items: Vec<Item>,
+}
+
+impl Dataset {
+    /// Reads `dir/dataset.json` and checks every image it names exists, so
+    /// a broken dataset fails before the first model run.
+    pub fn load(dir: &Path) -> Result<Dataset, String> {
+        let path = dir.join("dataset.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{}: {e}\nhelp: generate one with `make eval` (the model kit's `demo-data`)",
+                path.display()
+            )
+        })?;
+        let file: File = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not a vigil eval dataset: {e}", path.display()))?;
+        if file.version != 1 {
+            return Err(format!(
+                "{}: dataset version {} (this vigil reads version 1)",
+                path.display(),
+                file.version
+            ));
+        }
+        if file.items.is_empty() {
+            return Err(format!("{}: no items", path.display()));
+        }
+        for item in &file.items {
+            if item.frames.is_empty() {
+                return Err(format!(
+                    "{}: item {} has no frames",
+                    path.display(),
+                    item.id
+                ));
+            }
+            let images = item
+                .frames
+                .iter()
+                .chain(item.examples.iter().map(|e| &e.image));
+            for image in images {
+                if !dir.join(image).is_file() {
+                    return Err(format!(
+                        "{}: item {}: image {} is missing",
+                        path.display(),
+                        item.id,
+                        dir.join(image).display()
+                    ));
+                }
+            }
+        }
+        Ok(Dataset {
+            dir: dir.to_path_buf(),
+            items: file.items,
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! The figures `vigil eval` prints: accuracy per question family with the
+//! chance level (a uniform guess) and the majority-answer baseline beside
+//! it, the few-shot gain, and agreement with the Python reference.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use super::dataset::Item;
+use crate::config::AnswerKind;
+use crate::watch::Answer;
+
+pub struct Outcome {
+    pub id: String,
+    pub family: String,
+    pub shots: usize,
+    /// Candidates a guess picks among (0: open-ended, e.g. counts).
+    pub n_choices: usize,
+    pub expected: String,
+    pub answer: String,
+    pub reference: Option<String>,
+}
+
+impl Outcome {
+    pub fn of(item: &Item, answer: Answer) -> Outcome {
+        Outcome {
+            id: item.id.clone(),
+            family: item.family.clone(),
+            shots: item.shots(),
+            n_choices: match &item.answer_type {
+                AnswerKind::YesNo => 2,
+                AnswerKind::Choices(c) => c.len(),
+                AnswerKind::Count | AnswerKind::Text => 0,
+            },
+            expected: item.answer.clone(),
+            answer: answer.text,
+            reference: item.reference.clone(),
+        }
+    }
+
+    pub fn correct(&self) -> bool {
+        self.answer
+            .trim()
+            .eq_ignore_ascii_case(self.expected.trim())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figure {
+    pub accuracy: f64,
+    /// The accuracy of a uniform guess among an item's candidates (for
+    /// counts: among the counts the family's answers take, e.g. 0-3).
+    pub chance: f64,
+    /// The accuracy of always giving the family's most common answer.
+    pub majority: f64,
+    pub n: usize,
+}
+
+pub struct Report {
+    pub outcomes: Vec<Outcome>,
+    pub elapsed: Duration,
+}
+
+impl Report {
+    pub fn new(outcomes: Vec<Outcome>, elapsed: Duration) -> Report {
+        Report { outcomes, elapsed }
+    }
+
+    /// Per family (few-shot items as `fewshot_0shot` / `fewshot_2shot` by
+    /// their number of examples).
+    pub fn families(&self) -> BTreeMap<String, Figure> {
+        let mut groups: BTreeMap<String, Vec<&Outcome>> = BTreeMap::new();
+        for o in &self.outcomes {
+            let key = if o.family == "fewshot" {
+                format!("fewshot_{}shot", o.shots)
+            } else {
+                o.family.clone()
+            };
+            groups.entry(key).or_default().push(o);
+        }
+        groups
+            .into_iter()
+            .map(|(k, v)| {
+                let n = v.len();
+                let right = v.iter().filter(|o| o.correct()).count();
+                let mut freq: BTreeMap<&str, usize> = BTreeMap::new();
+                for o in &v {
+                    *freq.entry(o.expected.as_str()).or_default() += 1;
+                }
+                let most = freq.values().copied().max().unwrap_or(0);
+                let chance = v
+                    .iter()
+                    .map(|o| match o.n_choices {
+                        0 => 1.0 / freq.len() as f64,
+                        k => 1.0 / k as f64,
+                    })
+                    .sum::<f64>()
+                    / n as f64;
+                (
+                    k,
+                    Figure {
+                        accuracy: right as f64 / n as f64,
+                        chance,
+                        majority: most as f64 / n as f64,
+                        n,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// 2-shot minus 0-shot accuracy on few-shot episodes, in points.
+    pub fn fewshot_gain(&self) -> Option<f64> {
+        let f = self.families();
+        let zero = f.get("fewshot_0shot")?;
+        let two = f.get("fewshot_2shot")?;
+        Some(100.0 * (two.accuracy - zero.accuracy))
+    }
+
+    /// Share of items whose answer equals the reference's, over items that
+    /// have one.
+    pub fn reference_agreement(&self) -> Option<(f64, usize)> {
+        let with: Vec<&Outcome> = self
+            .outcomes
+            .iter()
+            .filter(|o| o.reference.is_some())
+            .collect();
+        if with.is_empty() {
+            return None;
+        }
+        let same = with
+            .iter()
+            .filter(|o| o.reference.as_deref().map(str::trim) == Some(o.answer.trim()))
+            .count();
+        Some((same as f64 / with.len() as f64, with.len()))
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        writeln!(
+            f,
+            "# {} questions in {:.1} s",
+            self.outcomes.len(),
+            self.elapsed.as_secs_f64()
+        )?;
+        for (family, fig) in self.families() {
+            writeln!(f, "accuracy_{family}: {:.3}", fig.accuracy)?;
+            writeln!(f, "chance_{family}: {:.3}", fig.chance)?;
+            writeln!(f, "majority_{family}: {:.3}", fig.majority)?;
+            writeln!(f, "n_{family}: {}", fig.n)?;
+        }
+        if let Some(gain) = self.fewshot_gain() {
+            writeln!(f, "fewshot_gain: {gain:.1}")?;
+        }
+        if let Some((agreement, n)) = self.reference_agreement() {
+            writeln!(f, "reference_agreement: {agreement:.3}")?;
+            writeln!(f, "n_reference: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(family: &str, shots: usize, expected: &str, answer: &str) -> Outcome {
+        Outcome {
+            id: String::new(),
+            family: family.into(),
+            shots,
+            n_choices: 2,
+            expected: expected.into(),
+            answer: answer.into(),
+            reference: Some(answer.into()),
+        }
+    }
+
+    #[test]
+    fn figures_per_family_with_majority_baseline_and_gain() {
+        let report = Report::new(
+            vec![
+                outcome("presence", 0, "yes", "yes"),
+                outcome("presence", 0, "yes", "no"),
+                outcome("presence", 0, "no", "no"),
+                outcome("presence", 0, "yes", "yes"),
+                outcome("fewshot", 0, "dax", "wug"),
+                outcome("fewshot", 0, "wug", "wug"),
+                outcome("fewshot", 2, "dax", "dax"),
+                outcome("fewshot", 2, "wug", "wug"),
+            ],
+            Duration::from_secs(1),
+        );
+        let f = report.families();
+        assert_eq!(f["presence"].accuracy, 0.75);
+        assert_eq!(f["presence"].chance, 0.5);
+        assert_eq!(f["presence"].majority, 0.75);
+        assert_eq!(f["fewshot_0shot"].accuracy, 0.5);
+        assert_eq!(report.fewshot_gain(), Some(50.0));
+        assert_eq!(report.reference_agreement(), Some((1.0, 8)));
+        let text = report.to_string();
+        assert!(text.contains("accuracy_presence: 0.750\n"), "{text}");
+        assert!(text.contains("fewshot_gain: 50.0\n"), "{text}");
+    }
+}

@@ -1,0 +1,55 @@
+"""Trained weights (train.py's .npz) → the runtime's files:
+resampler-demo.onnx/.json (tract) and xattn-smollm2-demo.gguf (llama.cpp
+side, matrices in Q8_0), plus training.json (how they were made)."""
+
+import json
+import os
+
+import numpy as np
+import onnx
+
+from .. import gguf_lm, resampler, xattn
+
+RESAMPLER = "resampler-demo"
+ADAPTER = "xattn-smollm2-demo.gguf"
+
+
+def load(weights):
+    z = np.load(weights)
+    config = json.loads(str(z["config"]))
+    return z, config
+
+
+def export(weights, lm_path, encoder_meta, out):
+    os.makedirs(out, exist_ok=True)
+    z, config = load(weights)
+    encoder = json.load(open(encoder_meta))
+    rc = config["resampler"]
+    if rc["feature_dim"] != encoder["feature_dim"]:
+        raise SystemExit(f"{weights}: trained on {rc['feature_dim']}-wide features, {encoder_meta} gives {encoder['feature_dim']}")
+    w = {"config": rc}
+    w.update({k[len("resampler."):]: z[k] for k in z.files if k.startswith("resampler.")})
+    tpf = encoder["tokens_per_frame"]
+    model = resampler.build(w, tpf)
+    meta = resampler.metadata(w, tpf, trained=True)
+    meta["weights"] = f"trained (vigil demo model, {config['training']['steps']} steps)"
+    onnx.save(model, os.path.join(out, RESAMPLER + ".onnx"))
+    with open(os.path.join(out, RESAMPLER + ".json"), "w") as f:
+        json.dump(meta, f, indent=1)
+        f.write("\n")
+
+    blocks = {layer: {} for layer in config["layers"]}
+    for k in z.files:
+        if k.startswith("xattn."):
+            _, layer, name = k.split(".", 2)
+            blocks[int(layer)][name] = z[k]
+    adapter_config = dict(layers=config["layers"], heads=config["heads"], head_dim=config["head_dim"],
+                          ff_length=config["ff_length"], visual_dim=rc["width"], eps=1e-5)
+    lm = gguf_lm.LM(lm_path)
+    xattn.Adapter(adapter_config, blocks, lm.identity()).write(os.path.join(out, ADAPTER), matrix_type="q8_0")
+    with open(os.path.join(out, "training.json"), "w") as f:
+        json.dump(config, f, indent=1)
+        f.write("\n")
+    gates = {layer: [round(float(np.tanh(b["attn_gate"][0])), 3), round(float(np.tanh(b["ffn_gate"][0])), 3)]
+             for layer, b in blocks.items()}
+    print(f"wrote {out}/{RESAMPLER}.onnx/.json, {ADAPTER} (gates tanh: {gates}), training.json", flush=True)
