@@ -4,7 +4,7 @@ CARGO ?= cargo
 # RUSTFLAGS= to build a binary for any x86-64.
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all setup models fixtures extra-lms build release test test-all lint units demo train eval bench-vision bench-lm bench-daemon clean
+.PHONY: all setup models fixtures extra-lms build release test test-all lint units deb demo train eval bench-vision bench-lm bench-daemon clean
 
 all: build
 
@@ -34,14 +34,23 @@ lint:
 units: build
 	scripts/check-units.sh
 
+# The Debian package (cargo-deb, installed on first use): target/debian/
+# vigil_<version>_amd64.deb with the binary, the hardened units, the
+# default config (/etc/vigil/vigil.toml, a conffile) and the demo model.
+deb: models release
+	scripts/install-cargo-deb.sh 3.8.0
+	$(CARGO) deb --no-build
+
 # Everything CI runs: setup, formatting and lints, the build, every test
 # (real GStreamer pipelines, RTSP and HTTP servers on loopback, the daemon
-# as a process), and the systemd unit check.
+# as a process), the systemd unit check, and the Debian package installed,
+# upgraded, removed and purged for real (root only; skipped otherwise).
 test: setup models lint
 	$(CARGO) build --locked --all-targets
 	VIGIL_BIN=target/debug/vigil scripts/demo-model.sh subset
 	$(CARGO) test --locked
 	scripts/check-units.sh
+	scripts/check-deb.sh
 
 # make test, plus the cross-attention tests on the qwen2 and gemma3 GGUFs
 # (~750 MB more downloads) and the demo-scenario test the demo model does

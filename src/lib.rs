@@ -2,7 +2,7 @@
 //!
 //! The modules follow the data path, and each imports only from those
 //! before it: `config` → `ring` → `capture` → `vision` → `lm` → `store` →
-//! `watch` → `eval`, `api` → `daemon` (`metrics` and `logging` are leaves any of
+//! `watch` → `output`, `eval`, `api` → `daemon` (`metrics` and `logging` are leaves any of
 //! them use; `store` sits below `watch`, which writes events into it).
 
 pub mod api;
@@ -11,9 +11,12 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod eval;
+#[cfg(debug_assertions)]
+pub mod fault;
 pub mod lm;
 pub mod logging;
 pub mod metrics;
+pub mod output;
 pub mod ring;
 pub mod store;
 pub mod vision;

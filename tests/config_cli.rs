@@ -184,3 +184,71 @@ fn shipped_configs_are_valid() {
     );
     assert_eq!(demo.questions.len(), 3);
 }
+
+#[test]
+fn outputs_are_checked_where_they_stand() {
+    let dir = TempDir::new("cfg-output");
+    let hook = "\n[[output]]\ntype = \"webhook\"\n";
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}\n[[output]]\ntype = \"pager\"\n"),
+        6,
+        8,
+        "unknown output type \"pager\"",
+    );
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{hook}"),
+        6,
+        8,
+        "a webhook output needs url",
+    );
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{hook}url = \"ftp://example.com/x\"\n"),
+        7,
+        7,
+        "is not an http:// or https:// URL",
+    );
+    let url = "url = \"https://example.com/hook\"\n";
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{hook}{url}events = [\"alert\", \"alarm\"]\n"),
+        8,
+        10,
+        "unknown event kind \"alarm\"",
+    );
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{hook}{url}queue = 0\n"),
+        8,
+        9,
+        "queue must be between 1 and 100000",
+    );
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{hook}{url}headers = {{ \"Bad Name\" = \"x\" }}\n"),
+        8,
+        11,
+        "header \"Bad Name\" is not a valid HTTP header",
+    );
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{hook}{url}name = \"a\"\n{hook}{url}name = \"a\"\n"),
+        13,
+        8,
+        "two [[output]] sections are named \"a\"",
+    );
+    // A good one passes, and a password in the URL is never echoed.
+    let c = check_text(
+        &dir,
+        &format!("{CAMERA}{hook}url = \"https://user:hunter2@example.com/hook\"\nsecret = \"k\"\n"),
+    );
+    assert_eq!(c.code, 0, "{}", c.stderr);
+    let c = check_text(
+        &dir,
+        &format!("{CAMERA}{hook}url = \"ftp://user:hunter2@example.com/hook\"\n"),
+    );
+    assert_eq!(c.code, 2);
+    assert!(!c.stderr.contains("hunter2"), "{}", c.stderr);
+}

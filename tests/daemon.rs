@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
-use common::{TempDir, wait_until};
+use common::{TempDir, model_file, wait_until};
 
 fn camera(name: &str, pattern: &str) -> String {
     format!("[[camera]]\nname = \"{name}\"\nsource = \"test:{pattern}\"\nfps = 2\nwidth = 160\n")
@@ -145,4 +145,86 @@ fn sigint_also_stops_and_no_watchdog_pings_without_watchdog_usec() {
         .unwrap()
         .is_some()));
     assert!(d.child.wait().unwrap().success());
+}
+
+/// The issue's watchdog check: with `WATCHDOG_USEC` set and a datagram
+/// socket standing in for `NOTIFY_SOCKET`, pings arrive while the daemon is
+/// healthy and stop within one interval after the inference worker is
+/// wedged (`VIGIL_FAULT`, debug builds: the worker stops dead, as a job
+/// stuck inside llama.cpp would).
+#[test]
+fn a_wedged_inference_worker_stops_the_watchdog_pings() {
+    let dir = TempDir::new("daemon-wedge");
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nsummary_interval = \"1h\"\nwedged_after = \"1s\"\n\
+             [model]\nlm = \"{}\"\nencoder = \"{}\"\nresampler = \"{}\"\nadapter = \"{}\"\nthreads = 2\n{}",
+            model_file("smollm2-135m-instruct-q4_1.gguf").display(),
+            model_file("efficientnet-lite0.onnx").display(),
+            model_file("resampler.onnx").display(),
+            model_file("xattn-smollm2-random.gguf").display(),
+            camera("yard", "ball"),
+        ),
+    )
+    .unwrap();
+    // Watchdog 400 ms: a ping every 200 ms while healthy.
+    let interval = Duration::from_millis(400);
+    let mut d = Daemon::start_with_env(
+        &dir,
+        &config,
+        Some(interval.as_micros() as u64),
+        &[("VIGIL_FAULT", "wedge-inference-after=3s")],
+    );
+    assert!(
+        d.wait_notify("READY=1", Duration::from_secs(60)),
+        "no READY: {}",
+        d.log_text()
+    );
+    // Healthy: pings keep coming.
+    let mut healthy_pings = 0;
+    let healthy_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < healthy_until {
+        if d.wait_notify("WATCHDOG=1", Duration::from_millis(300)) {
+            healthy_pings += 1;
+        }
+    }
+    assert!(
+        healthy_pings >= 3,
+        "{healthy_pings} pings in 1 s while healthy"
+    );
+    assert!(
+        d.wait_log(
+            &["fault injection: wedging this thread"],
+            Duration::from_secs(10)
+        ),
+        "{}",
+        d.log_text()
+    );
+    let wedged_at = Instant::now();
+    // The worker is silent from here; after wedged_after (1 s) the daemon
+    // notices, and the last ping comes at most one interval after that.
+    let mut last_ping = None;
+    while wedged_at.elapsed() < Duration::from_secs(4) {
+        if d.wait_notify("WATCHDOG=1", Duration::from_millis(100)) {
+            last_ping = Some(wedged_at.elapsed());
+        }
+    }
+    let last = last_ping.unwrap_or_default();
+    assert!(
+        last <= Duration::from_secs(1) + interval,
+        "pings went on {last:?} after the worker wedged (wedged_after 1 s, interval {interval:?})"
+    );
+    assert!(
+        d.log_has(&["the inference worker is wedged; withholding the watchdog ping"]),
+        "{}",
+        d.log_text()
+    );
+    // The cameras are still fine: it is the worker that stops the pings.
+    assert!(
+        !d.log_has(&["a camera thread is wedged"]),
+        "{}",
+        d.log_text()
+    );
 }

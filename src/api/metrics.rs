@@ -144,6 +144,7 @@ pub fn render(ctx: &ApiContext) -> String {
         "LM time of one answer.",
         &s.lm_ms.snapshot(),
     );
+    output_families(&mut e, &ctx.outputs);
     let c = &ctx.counters;
     e.single(
         "vigil_api_requests_total",
@@ -178,4 +179,43 @@ pub fn render(ctx: &ApiContext) -> String {
             .map_or(0, |w| w.shared.events.subscribers()) as f64,
     );
     e.finish()
+}
+
+/// Per `[[output]]`: deliveries, failed attempts, overflow and backlog.
+fn output_families(e: &mut Exposition, outputs: &[std::sync::Arc<crate::output::OutputStats>]) {
+    use crate::output::OutputStats;
+    type Pick = fn(&OutputStats) -> &std::sync::atomic::AtomicU64;
+    let families: [(&str, &str, &str, Pick); 4] = [
+        (
+            "vigil_output_delivered_total",
+            "Events an output delivered.",
+            "counter",
+            |s| &s.delivered,
+        ),
+        (
+            "vigil_output_failures_total",
+            "Delivery attempts that failed (each is retried).",
+            "counter",
+            |s| &s.failures,
+        ),
+        (
+            "vigil_output_dropped_total",
+            "Events dropped because an output's queue was full.",
+            "counter",
+            |s| &s.dropped,
+        ),
+        (
+            "vigil_output_queued",
+            "Events waiting for an output.",
+            "gauge",
+            |s| &s.queued,
+        ),
+    ];
+    for (name, help, kind, pick) in families {
+        let samples: Vec<_> = outputs
+            .iter()
+            .map(|s| (label("output", &s.name), OutputStats::get(pick(s)) as f64))
+            .collect();
+        e.family(name, help, kind, &samples);
+    }
 }

@@ -13,6 +13,7 @@ use super::metrics;
 use super::server::Counters;
 use crate::capture::CameraStatus;
 use crate::config::{AnswerKind, Example, Window};
+use crate::output::OutputStats;
 use crate::store::{EventFilter, Store, StoredEvent};
 use crate::vision::VisionWorker;
 use crate::watch::{AskError, AskRequest, Rings, Subscription, Watch, WorkerStats};
@@ -32,6 +33,8 @@ pub struct ApiContext {
     pub started: Instant,
     pub counters: Counters,
     pub ask_timeout: Duration,
+    /// Each `[[output]]`'s counters, for `/metrics`.
+    pub outputs: Vec<Arc<OutputStats>>,
 }
 
 impl ApiContext {
@@ -58,6 +61,7 @@ impl ApiContext {
                 bad_requests: AtomicU64::new(0),
             },
             ask_timeout: Duration::from_secs(60),
+            outputs: Vec::new(),
         }
     }
 }

@@ -13,6 +13,7 @@ mod probe;
 mod rate;
 mod session;
 
+pub use backoff::Backoff;
 pub use camera::{Camera, CameraState, CameraStatus, FrameObserver, RingStatusView};
 pub use error::{CaptureError, package_for};
 pub use pipeline::describe;

@@ -26,6 +26,7 @@ impl ConfigError {
         };
         let start = span.map(|s| s.start.min(text.len())).unwrap_or(0);
         let (line, column, line_text) = locate(text, start);
+        let line_text = redact_line(&line_text);
         ConfigError::Invalid(Box::new(Diagnostic {
             path: path.to_path_buf(),
             line,
@@ -137,5 +138,49 @@ mod tests {
         let shown = err.to_string();
         assert!(shown.starts_with("x.toml:3:3: bad"), "{shown}");
         assert!(shown.contains("3 |   bar = \"é\""), "{shown}");
+    }
+}
+
+/// The quoted line of a diagnostic without secrets: errors are printed and,
+/// under systemd, logged to the journal. Passwords in URLs become `***`, as
+/// do the values of `secret` and `password` keys. The caret still points
+/// at the right place for everything before the secret.
+fn redact_line(line: &str) -> String {
+    let trimmed = line.trim_start();
+    for key in ["secret", "password"] {
+        if let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            let indent = &line[..line.len() - trimmed.len()];
+            return format!("{indent}{key} = \"***\"");
+        }
+    }
+    static USERINFO: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = USERINFO.get_or_init(|| {
+        regex::Regex::new(r#"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@"']*):[^\s/@"']*@"#)
+            .expect("a valid regex")
+    });
+    re.replace_all(line, "${1}:***@").into_owned()
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_line;
+
+    #[test]
+    fn secrets_in_quoted_lines_are_hidden() {
+        assert_eq!(
+            redact_line(r#"source = "rtsp://admin:hunter2@10.0.0.2:554/s""#),
+            r#"source = "rtsp://admin:***@10.0.0.2:554/s""#
+        );
+        assert_eq!(
+            redact_line(r#"  secret = "hunter2""#),
+            r#"  secret = "***""#
+        );
+        assert_eq!(redact_line(r#"fps = 1"#), "fps = 1");
+        assert_eq!(
+            redact_line(r#"url = "https://example.com:8443/x""#),
+            r#"url = "https://example.com:8443/x""#
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! [`ConfigError`] that names file, line and column and says how to fix it.
 
 mod error;
+mod output;
 mod question;
 mod schema;
 mod source;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, Diagnostic};
+pub use output::{EVENT_KINDS, OutputSpec, WebhookSpec};
 pub use question::{AlertRule, AnswerKind, Comparison, Window};
 pub use schema::{FeaturePrecision, RtspTransport};
 pub use source::{Source, redact_url};
@@ -29,6 +31,8 @@ pub struct Config {
     pub model: Option<ModelSettings>,
     pub cameras: Vec<CameraSpec>,
     pub questions: Vec<QuestionSpec>,
+    /// Where events go besides the store (`[[output]]`).
+    pub outputs: Vec<OutputSpec>,
     /// Things that are allowed but probably wrong (a missing footage file).
     pub warnings: Vec<String>,
 }
@@ -52,6 +56,9 @@ pub struct DaemonSettings {
     pub event_max_age: Duration,
     /// The event store is kept under this many bytes (oldest events go first).
     pub event_max_size: u64,
+    /// A camera thread or the inference worker that shows no life for this
+    /// long is wedged: the daemon stops pinging systemd's watchdog.
+    pub wedged_after: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +190,9 @@ pub mod defaults {
     pub const RECONNECT_INITIAL: Duration = Duration::from_secs(1);
     pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
     pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+    /// Longer than any single inference job on a slow CPU (a long text
+    /// answer on 2 cores takes a few seconds).
+    pub const WEDGED_AFTER: Duration = Duration::from_secs(60);
     pub const EVERY: Duration = Duration::from_secs(5);
     pub const STATE_DIR: &str = "/var/lib/vigil";
     pub const SOCKET: &str = "/run/vigil/vigil.sock";

@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub camera: Vec<RawCamera>,
     #[serde(default)]
     pub question: Vec<RawQuestion>,
+    #[serde(default)]
+    pub output: Vec<super::output::RawOutput>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +29,7 @@ pub struct RawDaemon {
     pub socket: Option<String>,
     pub socket_group: Option<String>,
     pub summary_interval: Option<Spanned<Dur>>,
+    pub wedged_after: Option<Spanned<Dur>>,
     pub log_level: Option<Spanned<String>>,
     pub listen: Option<Spanned<String>>,
     pub allow_remote: Option<bool>,

@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Carries what every error needs: the file and its text.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     path: &'a Path,
     text: &'a str,
     base: PathBuf,
@@ -22,7 +22,7 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn error(&self, span: Range<usize>, message: impl AsRef<str>) -> ConfigError {
+    pub(super) fn error(&self, span: Range<usize>, message: impl AsRef<str>) -> ConfigError {
         ConfigError::at(self.path, self.text, Some(span), message.as_ref())
     }
 
@@ -66,6 +66,7 @@ pub fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, Confi
     let model = raw.model.map(|m| model(&mut checker, m)).transpose()?;
     let cameras = cameras(&mut checker, raw.camera)?;
     let questions = questions(&mut checker, raw.question, &cameras, model.as_ref())?;
+    let outputs = super::output::outputs(&checker, raw.output)?;
     if cameras.is_empty() {
         checker
             .warnings
@@ -77,6 +78,7 @@ pub fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, Confi
         model,
         cameras,
         questions,
+        outputs,
         warnings: checker.warnings,
     })
 }
@@ -88,6 +90,16 @@ fn daemon(c: &Checker, raw: RawDaemon) -> Result<DaemonSettings, ConfigError> {
         }
         Some(s) => s.into_inner().get(),
         None => defaults::SUMMARY_INTERVAL,
+    };
+    let wedged_after = match raw.wedged_after {
+        Some(s) if s.get_ref().get() < std::time::Duration::from_millis(100) => {
+            return Err(c.error(
+                s.span(),
+                "wedged_after must be at least 100ms\nhelp: it should exceed the longest inference job (the default is 60s)",
+            ));
+        }
+        Some(s) => s.into_inner().get(),
+        None => defaults::WEDGED_AFTER,
     };
     let log_level = match raw.log_level {
         Some(level) => {
@@ -157,6 +169,7 @@ fn daemon(c: &Checker, raw: RawDaemon) -> Result<DaemonSettings, ConfigError> {
         socket: c.resolve(raw.socket.as_deref().unwrap_or(defaults::SOCKET)),
         socket_group: raw.socket_group,
         summary_interval,
+        wedged_after,
         log_level,
     })
 }
@@ -197,7 +210,11 @@ fn is_valid_name(name: &str) -> bool {
             .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
 }
 
-fn check_name(c: &Checker, name: &Spanned<String>, what: &str) -> Result<(), ConfigError> {
+pub(super) fn check_name(
+    c: &Checker,
+    name: &Spanned<String>,
+    what: &str,
+) -> Result<(), ConfigError> {
     if is_valid_name(name.get_ref()) {
         Ok(())
     } else {
@@ -211,7 +228,7 @@ fn check_name(c: &Checker, name: &Spanned<String>, what: &str) -> Result<(), Con
     }
 }
 
-fn positive_dur(
+pub(super) fn positive_dur(
     c: &Checker,
     value: Option<Spanned<super::Dur>>,
     default: std::time::Duration,

@@ -23,13 +23,9 @@ use crate::api::{ApiContext, ApiServer, listener};
 use crate::capture::{CameraState, CameraStatus};
 use crate::config::{self, Config};
 use crate::error::Error;
+use crate::output::Outputs;
 use crate::store::Store;
 use crate::watch::{Rings, Watch, WatchSetup};
-
-/// A camera thread or the inference worker that has not shown life for
-/// this long is wedged; the daemon then stops pinging the watchdog so
-/// systemd restarts it.
-const WEDGED_AFTER: Duration = Duration::from_secs(60);
 
 /// How often the main loop wakes when nothing else is due.
 const TICK: Duration = Duration::from_secs(1);
@@ -87,6 +83,17 @@ pub fn run(config_path: &Path, overrides: &Overrides) -> Result<(), Error> {
     };
     let rings: Rings = Arc::default();
     let watch = start_watch(&config, vision.as_ref(), &store, &rings)?.map(Arc::new);
+    let outputs = match &watch {
+        Some(w) => Outputs::start(&config.outputs, &w.shared.events),
+        None => {
+            if !config.outputs.is_empty() {
+                tracing::warn!(
+                    "[[output]] sections need the inference worker ([model] with an adapter): no events to send"
+                );
+            }
+            Outputs::none()
+        }
+    };
 
     let mut notifier = Notifier::from_env();
     let observer = vision
@@ -96,7 +103,7 @@ pub fn run(config_path: &Path, overrides: &Overrides) -> Result<(), Error> {
     let started = write(&cameras).apply(&config.cameras);
     update_rings(&cameras, &rings);
 
-    let context = ApiContext::new(
+    let mut context = ApiContext::new(
         watch.clone(),
         Arc::clone(&rings),
         Arc::clone(&store),
@@ -107,6 +114,7 @@ pub fn run(config_path: &Path, overrides: &Overrides) -> Result<(), Error> {
         vision.as_ref().map(|v| Arc::clone(&v.worker)),
         model_info(&config),
     );
+    context.outputs = outputs.stats();
     let api = ApiServer::start(unix, tcp, Arc::new(context)).map_err(Error::Api)?;
     tracing::info!(
         config = %config.path.display(),
@@ -131,12 +139,15 @@ pub fn run(config_path: &Path, overrides: &Overrides) -> Result<(), Error> {
             recv(after(tick)) -> _ => {}
         }
         let statuses = read(&cameras).statuses();
+        // A camera thread or the inference worker silent for this long is
+        // wedged: withholding the ping lets systemd restart the daemon.
+        let wedged_after = config.daemon.wedged_after;
         let cameras_alive = statuses
             .iter()
-            .all(|s| s.heartbeat_age_ms < WEDGED_AFTER.as_millis() as u64);
+            .all(|s| s.heartbeat_age_ms < wedged_after.as_millis() as u64);
         let worker_alive = watch
             .as_ref()
-            .is_none_or(|w| w.shared.heartbeat_age() < WEDGED_AFTER);
+            .is_none_or(|w| w.shared.heartbeat_age() < wedged_after);
         if !cameras_alive {
             tracing::error!("a camera thread is wedged; withholding the watchdog ping");
         }
@@ -164,6 +175,7 @@ pub fn run(config_path: &Path, overrides: &Overrides) -> Result<(), Error> {
     if let Some(w) = &watch {
         w.stop();
     }
+    outputs.stop();
     write(&cameras).stop();
     tracing::info!("stopped");
     Ok(())
@@ -260,6 +272,11 @@ fn reload(
             if new.model != config.model {
                 tracing::warn!(
                     "[model] changed: models are loaded at start-up; restart vigil to use the new ones"
+                );
+            }
+            if new.outputs != config.outputs {
+                tracing::warn!(
+                    "[[output]] changed: outputs are started at start-up; restart vigil to use the new ones"
                 );
             }
             if new.daemon.socket != config.daemon.socket

@@ -327,6 +327,25 @@ struct Run {
     latency_ms: f64,
 }
 
+/// A standing question's event as a log line; under systemd its fields
+/// become journal fields (CAMERA=, QUESTION=, ANSWER=, EVENT_ID=).
+/// Ad-hoc answers are not logged: they are the asker's, not the site's.
+fn log_event(e: &NewEvent, id: Option<i64>) {
+    let Some(question) = &e.question else {
+        return;
+    };
+    let id = id.map_or_else(|| "unstored".to_string(), |id| id.to_string());
+    tracing::info!(
+        question = %question,
+        camera = %e.camera,
+        event = e.kind.as_str(),
+        answer = %e.answer,
+        previous = e.previous.as_deref().unwrap_or(""),
+        event_id = %id,
+        "standing question event"
+    );
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -337,6 +356,8 @@ impl Worker<'_> {
     fn run(&mut self, asks: &Receiver<AskJob>, control: &Receiver<Control>) {
         loop {
             self.shared.beat();
+            #[cfg(debug_assertions)]
+            crate::fault::wedge_point("inference", self.shared.started);
             match control.try_recv() {
                 Ok(Control::Questions(q)) => self.set_questions(q),
                 Err(crossbeam_channel::TryRecvError::Disconnected) => break,
@@ -625,6 +646,7 @@ impl Worker<'_> {
         match self.setup.store.record(events, snapshot.as_deref()) {
             Ok(stored) => {
                 for e in &stored {
+                    log_event(&e.event, Some(e.id));
                     self.shared.stats.events.fetch_add(1, Ordering::Relaxed);
                     self.shared.events.publish(&Arc::new(e.clone()));
                 }
@@ -636,6 +658,9 @@ impl Worker<'_> {
                     .store_errors
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!("{e}");
+                for event in events {
+                    log_event(event, None);
+                }
                 Vec::new()
             }
         }
@@ -727,14 +752,6 @@ impl Worker<'_> {
                 }
                 Transition::Normal => (EventKind::Normal, None),
             };
-            tracing::info!(
-                question = %spec.name,
-                camera = %spec.camera,
-                event = kind.as_str(),
-                answer = %run.answer.text,
-                previous = previous.as_deref().unwrap_or(""),
-                "standing question event"
-            );
             events.push(NewEvent {
                 time_ms,
                 kind,

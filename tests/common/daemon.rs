@@ -83,6 +83,16 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(dir: &TempDir, config: &std::path::Path, watchdog_usec: Option<u64>) -> Daemon {
+        Daemon::start_with_env(dir, config, watchdog_usec, &[])
+    }
+
+    /// `start`, with extra environment variables (such as `VIGIL_FAULT`).
+    pub fn start_with_env(
+        dir: &TempDir,
+        config: &std::path::Path,
+        watchdog_usec: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let socket_path = dir.path().join("notify.sock");
         // A restarted daemon in the same directory gets a fresh one.
         let _ = std::fs::remove_file(&socket_path);
@@ -103,6 +113,8 @@ impl Daemon {
             .env_remove("WATCHDOG_PID")
             .env_remove("VIGIL_LOG")
             .env_remove("RUST_LOG")
+            .env_remove("VIGIL_FAULT")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -1,0 +1,366 @@
+//! `[[output]]` for real: the daemon POSTs events to a webhook receiver on
+//! loopback (a plain HTTP server in this test), signed with HMAC-SHA256;
+//! with the receiver down it retries, drops the oldest beyond its queue
+//! bound (counted in /metrics), and delivers the rest once it is back.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::daemon::Daemon;
+use common::{TempDir, model_file, wait_until};
+use hmac::{Hmac, Mac};
+
+struct Received {
+    path: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// A webhook receiver: answers 200 to every POST and keeps what it got.
+struct Receiver {
+    received: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Receiver {
+    fn start(listener: TcpListener, received: Arc<Mutex<Vec<Received>>>) -> Receiver {
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (stop, received) = (Arc::clone(&stop), Arc::clone(&received));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((conn, _)) => {
+                            if let Some(r) = read_request(conn) {
+                                received.lock().unwrap().push(r);
+                            }
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+        };
+        Receiver {
+            received,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn read_request(conn: TcpStream) -> Option<Received> {
+    conn.set_nonblocking(false).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut reader = BufReader::new(conn.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let mut headers = HashMap::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':')?;
+        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    let length: usize = headers.get("content-length")?.parse().ok()?;
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let mut conn = conn;
+    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    Some(Received {
+        path,
+        headers,
+        body,
+    })
+}
+
+fn hmac_hex(key: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn metric(d: &Daemon, name: &str) -> f64 {
+    let text = String::from_utf8(d.get("/metrics").body).unwrap();
+    let prefix = format!("{name}{{output=\"hook\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("{prefix} not in /metrics:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+fn ask(d: &Daemon) -> i64 {
+    let r = d.post(
+        "/v1/ask",
+        r#"{"camera": "yard", "question": "Is there a ball?", "window": "1 frame"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["event_id"].as_i64().expect("the ask is stored")
+}
+
+#[test]
+fn webhook_signs_retries_bounds_its_queue_and_delivers_once_back() {
+    let dir = TempDir::new("webhook");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let receiver = Receiver::start(listener, Arc::clone(&received));
+    let config = format!(
+        "[daemon]\nsummary_interval = \"1h\"\n\
+         [model]\nlm = \"{}\"\nencoder = \"{}\"\nresampler = \"{}\"\nadapter = \"{}\"\nthreads = 2\n\
+         [[camera]]\nname = \"yard\"\nsource = \"test:ball\"\nfps = 2\nwidth = 160\n\
+         [[output]]\ntype = \"webhook\"\nname = \"hook\"\nurl = \"http://127.0.0.1:{port}/hooks/vigil\"\n\
+         secret = \"s3cret\"\nevents = [\"ask\"]\nqueue = 2\nretry_max = \"1s\"\ntimeout = \"2s\"\n\
+         snapshot_base = \"http://box.example:7878/\"\n\
+         headers = {{ Authorization = \"Bearer t0ken\" }}\n",
+        model_file("smollm2-135m-instruct-q4_1.gguf").display(),
+        model_file("efficientnet-lite0.onnx").display(),
+        model_file("resampler.onnx").display(),
+        model_file("xattn-smollm2-random.gguf").display(),
+    );
+    let path = dir.path().join("vigil.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut d = Daemon::start(&dir, &path, None);
+    d.wait_ready(Duration::from_secs(60));
+    assert!(wait_until(Duration::from_secs(10), || {
+        d.get("/v1/cameras/yard/snapshot.jpg").status == 200
+    }));
+
+    // Up: one ask, one signed POST.
+    let first = ask(&d);
+    assert!(
+        wait_until(Duration::from_secs(10), || receiver.count() == 1),
+        "{}",
+        d.log_text()
+    );
+    {
+        let got = received.lock().unwrap();
+        let r = &got[0];
+        assert_eq!(r.path, "/hooks/vigil");
+        assert_eq!(r.headers["content-type"], "application/json");
+        assert_eq!(r.headers["authorization"], "Bearer t0ken");
+        assert_eq!(r.headers["x-vigil-event"], "ask");
+        assert_eq!(r.headers["x-vigil-event-id"], first.to_string());
+        assert_eq!(
+            r.headers["x-vigil-signature-256"],
+            format!("sha256={}", hmac_hex(b"s3cret", &r.body))
+        );
+        assert_ne!(
+            r.headers["x-vigil-signature-256"],
+            format!("sha256={}", hmac_hex(b"wrong", &r.body))
+        );
+        let j = r.json();
+        assert_eq!(j["output"], "hook");
+        assert_eq!(j["event"]["id"], first);
+        assert_eq!(j["event"]["kind"], "ask");
+        assert_eq!(j["event"]["camera"], "yard");
+        assert!(
+            j["event"]["answer"] == "yes" || j["event"]["answer"] == "no",
+            "{j}"
+        );
+        assert_eq!(j["snapshot"], format!("/v1/events/{first}/snapshot.jpg"));
+        assert_eq!(
+            j["snapshot_url"],
+            format!("http://box.example:7878/v1/events/{first}/snapshot.jpg")
+        );
+    }
+    assert_eq!(metric(&d, "vigil_output_delivered_total"), 1.0);
+
+    // Down: four asks. The first is retried; the queue (2) holds the
+    // newest two; the second is dropped to make room.
+    drop(receiver);
+    let down: Vec<i64> = (0..4).map(|_| ask(&d)).collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || metric(
+            &d,
+            "vigil_output_failures_total"
+        ) >= 2.0),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(metric(&d, "vigil_output_dropped_total"), 1.0);
+    assert_eq!(metric(&d, "vigil_output_queued"), 3.0);
+    assert!(
+        d.log_has(&["webhook delivery failed", "output=hook"]),
+        "{}",
+        d.log_text()
+    );
+    assert!(d.log_has(&["webhook queue full: dropped the oldest event"]));
+
+    // Back on the same port: everything still queued arrives, in order.
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let receiver = Receiver::start(listener, Arc::clone(&received));
+    assert!(
+        wait_until(Duration::from_secs(15), || receiver.count() == 4),
+        "{} received\n{}",
+        receiver.count(),
+        d.log_text()
+    );
+    let ids: Vec<i64> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.json()["event"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![first, down[0], down[2], down[3]]);
+    assert_eq!(metric(&d, "vigil_output_delivered_total"), 4.0);
+    assert_eq!(metric(&d, "vigil_output_queued"), 0.0);
+    // Nothing more: the dropped event is not sent late.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(receiver.count(), 4);
+    assert!(d.log_has(&["webhook delivered after retrying"]));
+}
+
+/// Under systemd (stderr is the journal stream named by `JOURNAL_STREAM`)
+/// each log event goes to journald's native socket, an alert's with its
+/// CAMERA=, QUESTION=, ANSWER= and EVENT_ID= fields. A datagram socket in
+/// the test stands in for journald (`VIGIL_JOURNAL_SOCKET`).
+#[test]
+fn alert_events_reach_the_journal_with_their_fields() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::net::UnixDatagram;
+
+    let dir = TempDir::new("journal");
+    let journal_path = dir.path().join("journal.sock");
+    let journal = UnixDatagram::bind(&journal_path).unwrap();
+    journal
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let stderr_path = dir.path().join("stderr.log");
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let meta = stderr.metadata().unwrap();
+    let config = format!(
+        "[daemon]\nsummary_interval = \"1h\"\n\
+         [model]\nlm = \"{}\"\nencoder = \"{}\"\nresampler = \"{}\"\nadapter = \"{}\"\nthreads = 2\n\
+         [[camera]]\nname = \"yard\"\nsource = \"test:ball\"\nfps = 2\nwidth = 160\n\
+         [[question]]\nname = \"busy\"\ncamera = \"yard\"\nask = \"How many balls are there?\"\n\
+         answer = \"count\"\nevery = \"1s\"\nwindow = \"1 frame\"\nalert_when = \"count >= 0\"\n",
+        model_file("smollm2-135m-instruct-q4_1.gguf").display(),
+        model_file("efficientnet-lite0.onnx").display(),
+        model_file("resampler.onnx").display(),
+        model_file("xattn-smollm2-random.gguf").display(),
+    );
+    let config_path = dir.path().join("vigil.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let socket = dir.path().join("vigil.sock");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env("VIGIL_JOURNAL_SOCKET", &journal_path)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("VIGIL_LOG")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+
+    let mut fields = HashMap::new();
+    let mut seen = Vec::new();
+    let found = wait_until(Duration::from_secs(90), || {
+        let mut buf = vec![0u8; 65536];
+        let Ok(n) = journal.recv(&mut buf) else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let f: HashMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        seen.push(text);
+        if f.get("EVENT").map(String::as_str) == Some("alert") {
+            fields = f;
+            true
+        } else {
+            false
+        }
+    });
+    assert!(
+        found,
+        "no alert in the journal; got:\n{}",
+        seen.join("---\n")
+    );
+    assert_eq!(fields["CAMERA"], "yard");
+    assert_eq!(fields["QUESTION"], "busy");
+    assert!(fields["ANSWER"].parse::<u32>().is_ok(), "{fields:?}");
+    assert_eq!(fields["PRIORITY"], "6");
+    assert_eq!(fields["SYSLOG_IDENTIFIER"], "vigil");
+    assert!(
+        fields["MESSAGE"].starts_with("standing question event"),
+        "{fields:?}"
+    );
+    // EVENT_ID is the stored event's id.
+    let id: i64 = fields["EVENT_ID"].parse().unwrap();
+    let events = common::daemon::request(&socket, "GET", "/v1/events?question=busy", None).json();
+    let event = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == id)
+        .unwrap_or_else(|| panic!("event {id} is not in the store: {events}"));
+    assert_eq!(event["kind"], "alert");
+    assert_eq!(event["camera"], "yard");
+    // Other lines went there too (start-up), and none to stderr.
+    assert!(
+        seen.iter().any(|m| m.contains("MESSAGE=vigil started")),
+        "{}",
+        seen.join("---\n")
+    );
+    let stderr_text = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        !stderr_text.contains("standing question event"),
+        "{stderr_text}"
+    );
+}
