@@ -27,6 +27,8 @@ apt_packages=(
   gstreamer1.0-libav gstreamer1.0-tools
   # tests: RTSP server fixture, x264enc for H.264 fixtures, unit-file checks
   libgstrtspserver-1.0-dev gstreamer1.0-plugins-ugly systemd
+  # tests: a real MQTT broker; the .deb check (dpkg-shlibdeps, adduser)
+  mosquitto dpkg-dev adduser
   # python model kit and fetching
   python3 python3-pip python3-venv unzip ca-certificates
   # TLS for https:// MJPEG and rtsps:// cameras

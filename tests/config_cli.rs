@@ -239,6 +239,57 @@ fn outputs_are_checked_where_they_stand() {
         8,
         "two [[output]] sections are named \"a\"",
     );
+    let mqtt = "\n[[output]]\ntype = \"mqtt\"\n";
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{mqtt}"),
+        6,
+        8,
+        "an mqtt output needs broker",
+    );
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{mqtt}broker = \"tcp://example.com\"\n"),
+        7,
+        10,
+        "is not an mqtt:// or mqtts:// URL",
+    );
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{mqtt}broker = \"mqtt://u:p@example.com\"\n"),
+        7,
+        10,
+        "credentials go in username and password",
+    );
+    let broker = "broker = \"mqtt://example.com\"\n";
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{mqtt}{broker}topic_prefix = \"vigil/#\"\n"),
+        8,
+        16,
+        "is not a usable MQTT topic prefix",
+    );
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{mqtt}{broker}secret = \"x\"\n"),
+        8,
+        10,
+        "secret does not apply to a mqtt output",
+    );
+    assert_rejected_at(
+        &dir,
+        &format!("{CAMERA}{mqtt}{broker}ca_file = \"ca.pem\"\n"),
+        8,
+        11,
+        "ca_file needs an mqtts:// broker",
+    );
+    let c = check_text(
+        &dir,
+        &format!(
+            "{CAMERA}{mqtt}broker = \"mqtts://example.com:8883\"\nusername = \"u\"\npassword = \"p\"\n"
+        ),
+    );
+    assert_eq!(c.code, 0, "{}", c.stderr);
     // A good one passes, and a password in the URL is never echoed.
     let c = check_text(
         &dir,

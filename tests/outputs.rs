@@ -364,3 +364,291 @@ fn alert_events_reach_the_journal_with_their_fields() {
         "{stderr_text}"
     );
 }
+
+/// A real Mosquitto on loopback (Debian's `mosquitto`; `make setup`
+/// installs it), without persistence: a restart loses every retained
+/// message, so whatever is retained afterwards was republished.
+struct Broker {
+    child: std::process::Child,
+}
+
+impl Broker {
+    fn start(dir: &TempDir, port: u16) -> Broker {
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto is not installed: apt-get install mosquitto (make setup does)");
+        assert!(
+            wait_until(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "mosquitto did not listen on {port}"
+        );
+        Broker { child }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Message {
+    topic: String,
+    payload: Vec<u8>,
+    retain: bool,
+}
+
+impl Message {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+}
+
+/// Subscribes to everything, re-subscribing on every (re)connection.
+struct Listener {
+    client: rumqttc::Client,
+    messages: Arc<Mutex<Vec<Message>>>,
+}
+
+impl Listener {
+    fn start(port: u16, id: &str) -> Listener {
+        let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        options.set_max_packet_size(8 << 20, 8 << 20);
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut connection) = rumqttc::Client::new(options, 100);
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        {
+            let (client, messages) = (client.clone(), Arc::clone(&messages));
+            std::thread::spawn(move || {
+                for event in connection.iter() {
+                    match event {
+                        Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                            let _ = client.try_subscribe("#", rumqttc::QoS::AtLeastOnce);
+                        }
+                        Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                            messages.lock().unwrap().push(Message {
+                                topic: p.topic.clone(),
+                                payload: p.payload.to_vec(),
+                                retain: p.retain,
+                            });
+                        }
+                        Ok(_) => {}
+                        Err(rumqttc::ConnectionError::RequestsDone) => return,
+                        Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                    }
+                }
+            });
+        }
+        Listener { client, messages }
+    }
+
+    fn last(&self, topic: &str) -> Option<Message> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|m| m.topic == topic)
+            .cloned()
+    }
+
+    fn wait(&self, topic: &str, limit: Duration, ok: impl Fn(&Message) -> bool) -> Message {
+        let mut found = None;
+        wait_until(limit, || {
+            found = self.last(topic).filter(&ok);
+            found.is_some()
+        });
+        found.unwrap_or_else(|| {
+            let topics: Vec<String> = self
+                .messages
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|m| m.topic.clone())
+                .collect();
+            panic!("nothing acceptable on {topic}; got topics {topics:?}")
+        })
+    }
+
+    fn clear(&self) {
+        self.messages.lock().unwrap().clear();
+    }
+}
+
+fn json_of(m: &Message) -> serde_json::Value {
+    serde_json::from_slice(&m.payload).unwrap_or_else(|e| panic!("{}: {e}: {}", m.topic, m.text()))
+}
+
+#[test]
+fn mqtt_publishes_discovery_states_events_and_answers_and_survives_a_broker_restart() {
+    let dir = TempDir::new("mqtt");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let broker = Broker::start(&dir, port);
+    let listener = Listener::start(port, "listener-1");
+    let config = format!(
+        "[daemon]\nsummary_interval = \"1h\"\n\
+         [model]\nlm = \"{}\"\nencoder = \"{}\"\nresampler = \"{}\"\nadapter = \"{}\"\nthreads = 2\n\
+         [[camera]]\nname = \"yard\"\nsource = \"test:ball\"\nfps = 2\nwidth = 160\n\
+         [[question]]\nname = \"ball\"\ncamera = \"yard\"\nask = \"Is there a ball?\"\nanswer = \"yes-no\"\nevery = \"1s\"\nwindow = \"1 frame\"\n\
+         [[question]]\nname = \"balls\"\ncamera = \"yard\"\nask = \"How many balls are there?\"\nanswer = \"count\"\nevery = \"1s\"\nwindow = \"1 frame\"\n\
+         [[output]]\ntype = \"mqtt\"\nname = \"ha\"\nbroker = \"mqtt://127.0.0.1:{port}\"\n\
+         client_id = \"vigil-box1\"\ntopic_prefix = \"vigil-test\"\ncommands = true\n",
+        model_file("smollm2-135m-instruct-q4_1.gguf").display(),
+        model_file("efficientnet-lite0.onnx").display(),
+        model_file("resampler.onnx").display(),
+        model_file("xattn-smollm2-random.gguf").display(),
+    );
+    let path = dir.path().join("vigil.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut d = Daemon::start(&dir, &path, None);
+    d.wait_ready(Duration::from_secs(60));
+    let limit = Duration::from_secs(30);
+
+    // Home Assistant discovery: one device, an entity per question and camera.
+    let check_discovery = |l: &Listener| {
+        let yes_no = json_of(&l.wait(
+            "homeassistant/binary_sensor/vigil-box1/yard_ball/config",
+            limit,
+            |_| true,
+        ));
+        assert_eq!(yes_no["state_topic"], "vigil-test/yard/ball/state");
+        assert_eq!(yes_no["payload_on"], "yes");
+        assert_eq!(yes_no["payload_off"], "no");
+        assert_eq!(yes_no["availability_topic"], "vigil-test/availability");
+        assert_eq!(yes_no["unique_id"], "vigil-box1_yard_ball");
+        assert_eq!(yes_no["device"]["identifiers"][0], "vigil-box1");
+        let count = json_of(&l.wait(
+            "homeassistant/sensor/vigil-box1/yard_balls/config",
+            limit,
+            |_| true,
+        ));
+        assert_eq!(count["state_topic"], "vigil-test/yard/balls/state");
+        assert_eq!(count["state_class"], "measurement");
+        let image = json_of(
+            &l.wait("homeassistant/image/vigil-box1/yard/config", limit, |_| {
+                true
+            }),
+        );
+        assert_eq!(image["image_topic"], "vigil-test/yard/snapshot");
+        assert_eq!(image["content_type"], "image/jpeg");
+        l.wait("vigil-test/availability", limit, |m| m.text() == "online");
+        // State per question, and the camera's snapshot.
+        l.wait("vigil-test/yard/ball/state", limit, |m| {
+            m.text() == "yes" || m.text() == "no"
+        });
+        l.wait("vigil-test/yard/balls/state", limit, |m| {
+            m.text().parse::<u32>().is_ok()
+        });
+        l.wait("vigil-test/yard/snapshot", limit, |m| {
+            m.payload.starts_with(b"\xff\xd8")
+        });
+    };
+    // What a newcomer (Home Assistant starting later) gets: all retained.
+    let check_retained = |id: &str| {
+        let late = Listener::start(port, id);
+        for topic in [
+            "homeassistant/binary_sensor/vigil-box1/yard_ball/config",
+            "homeassistant/sensor/vigil-box1/yard_balls/config",
+            "homeassistant/image/vigil-box1/yard/config",
+            "vigil-test/availability",
+            "vigil-test/yard/ball/state",
+            "vigil-test/yard/balls/state",
+            "vigil-test/yard/snapshot",
+        ] {
+            late.wait(topic, limit, |m| m.retain);
+        }
+        assert!(
+            late.last("vigil-test/events").is_none_or(|m| !m.retain),
+            "events are not retained"
+        );
+    };
+    check_discovery(&listener);
+    check_retained("late-1");
+    // Each answer change is also an event.
+    let event = json_of(&listener.wait("vigil-test/events", limit, |m| !m.retain));
+    assert_eq!(event["event"]["kind"], "answer_changed");
+    assert_eq!(event["event"]["camera"], "yard");
+
+    // A question over MQTT, answered on .../ask/answer.
+    listener
+        .client
+        .publish(
+            "vigil-test/yard/ask/set",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "Is there a ball?",
+        )
+        .unwrap();
+    let answer = json_of(&listener.wait(
+        "vigil-test/yard/ask/answer",
+        Duration::from_secs(60),
+        |_| true,
+    ));
+    assert!(
+        answer["answer"] == "yes" || answer["answer"] == "no",
+        "{answer}"
+    );
+    assert_eq!(answer["camera"], "yard");
+    listener
+        .client
+        .publish(
+            "vigil-test/gate/ask/set",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "Is the gate open?",
+        )
+        .unwrap();
+    let refused = json_of(&listener.wait("vigil-test/gate/ask/answer", limit, |_| true));
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("no camera named \"gate\""),
+        "{refused}"
+    );
+
+    // The broker restarts and forgets everything retained: vigil reconnects
+    // and announces availability, discovery and state again.
+    drop(broker);
+    assert!(
+        d.wait_log(
+            &["mqtt connection lost", "output=ha"],
+            Duration::from_secs(15)
+        ),
+        "{}",
+        d.log_text()
+    );
+    listener.clear();
+    let broker = Broker::start(&dir, port);
+    check_discovery(&listener);
+    check_retained("late-2");
+    assert!(d.log_has(&["mqtt connected"]));
+
+    // Killed without a goodbye: the broker publishes the last will.
+    listener.clear();
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    listener.wait("vigil-test/availability", Duration::from_secs(10), |m| {
+        m.text() == "offline"
+    });
+    drop(broker);
+}

@@ -212,8 +212,10 @@ fn output_families(e: &mut Exposition, outputs: &[std::sync::Arc<crate::output::
         ),
     ];
     for (name, help, kind, pick) in families {
+        // Only webhooks know their backlog; the MQTT client's is internal.
         let samples: Vec<_> = outputs
             .iter()
+            .filter(|s| name != "vigil_output_queued" || s.kind == "webhook")
             .map(|s| (label("output", &s.name), OutputStats::get(pick(s)) as f64))
             .collect();
         e.family(name, help, kind, &samples);

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, Diagnostic};
-pub use output::{EVENT_KINDS, OutputSpec, WebhookSpec};
+pub use output::{EVENT_KINDS, MqttSpec, OutputSpec, WebhookSpec};
 pub use question::{AlertRule, AnswerKind, Comparison, Window};
 pub use schema::{FeaturePrecision, RtspTransport};
 pub use source::{Source, redact_url};

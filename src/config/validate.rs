@@ -26,7 +26,7 @@ impl Checker<'_> {
         ConfigError::at(self.path, self.text, Some(span), message.as_ref())
     }
 
-    fn resolve(&self, path: &str) -> PathBuf {
+    pub(super) fn resolve(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
         if p.is_absolute() {
             p.to_path_buf()

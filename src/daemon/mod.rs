@@ -84,7 +84,10 @@ pub fn run(config_path: &Path, overrides: &Overrides) -> Result<(), Error> {
     let rings: Rings = Arc::default();
     let watch = start_watch(&config, vision.as_ref(), &store, &rings)?.map(Arc::new);
     let outputs = match &watch {
-        Some(w) => Outputs::start(&config.outputs, &w.shared.events),
+        Some(w) => {
+            let cameras: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
+            Outputs::start(&config.outputs, w, &store, &config.questions, &cameras)
+        }
         None => {
             if !config.outputs.is_empty() {
                 tracing::warn!(

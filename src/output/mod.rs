@@ -1,8 +1,11 @@
 //! output: events leave the box. Each `[[output]]` gets its own bounded
-//! queue and delivery thread, fed from the worker's event broadcast, so a
-//! slow or dead receiver never holds up inference; what cannot be queued
-//! is dropped and counted (the event itself is always in the store).
+//! queue and threads, fed from the worker's event broadcast, so a slow or
+//! dead receiver never holds up inference; what cannot be queued is dropped
+//! and counted (the event itself is always in the store). Webhooks POST
+//! each event; MQTT publishes states, events and snapshots with Home
+//! Assistant discovery.
 
+mod mqtt;
 mod signature;
 mod stats;
 mod webhook;
@@ -12,30 +15,65 @@ use std::sync::Arc;
 pub use signature::sign;
 pub use stats::OutputStats;
 
-use crate::config::OutputSpec;
-use crate::store::StoredEvent;
-use crate::watch::Broadcast;
+use crate::config::{OutputSpec, QuestionSpec};
+use crate::store::Store;
+use crate::watch::Watch;
+
+enum Running {
+    Webhook(webhook::Webhook),
+    Mqtt(mqtt::Mqtt),
+}
+
+impl Running {
+    fn stats(&self) -> &Arc<OutputStats> {
+        match self {
+            Running::Webhook(w) => &w.stats,
+            Running::Mqtt(m) => &m.stats,
+        }
+    }
+}
 
 /// The running outputs.
 pub struct Outputs {
-    running: Vec<webhook::Webhook>,
+    running: Vec<Running>,
 }
 
 impl Outputs {
     /// Starts one delivery thread per output, each subscribed to `events`.
     /// An output that cannot subscribe (too many SSE clients) or start is
     /// logged and left out: the daemon runs on without it.
-    pub fn start(specs: &[OutputSpec], events: &Broadcast<Arc<StoredEvent>>) -> Outputs {
+    /// MQTT outputs announce `questions` and `cameras` (Home Assistant
+    /// discovery) and answer questions through `watch`.
+    pub fn start(
+        specs: &[OutputSpec],
+        watch: &Arc<Watch>,
+        store: &Arc<Store>,
+        questions: &[QuestionSpec],
+        cameras: &[String],
+    ) -> Outputs {
         let mut running = Vec::new();
         for spec in specs {
-            let OutputSpec::Webhook(w) = spec;
-            let Some(subscription) = events.subscribe() else {
-                tracing::error!(output = %w.name, "cannot subscribe to events: too many subscribers");
+            let Some(subscription) = watch.shared.events.subscribe() else {
+                tracing::error!(output = %spec.name(), "cannot subscribe to events: too many subscribers");
                 continue;
             };
-            match webhook::Webhook::start(w.clone(), subscription) {
-                Ok(h) => running.push(h),
-                Err(e) => tracing::error!(output = %w.name, "cannot start: {e}"),
+            let started = match spec {
+                OutputSpec::Webhook(w) => webhook::Webhook::start(w.clone(), subscription)
+                    .map(Running::Webhook)
+                    .map_err(|e| e.to_string()),
+                OutputSpec::Mqtt(m) => mqtt::Mqtt::start(
+                    m.clone(),
+                    subscription,
+                    Arc::clone(watch),
+                    Arc::clone(store),
+                    questions.to_vec(),
+                    cameras.to_vec(),
+                )
+                .map(Running::Mqtt),
+            };
+            match started {
+                Ok(r) => running.push(r),
+                Err(e) => tracing::error!(output = %spec.name(), "cannot start: {e}"),
             }
         }
         Outputs { running }
@@ -49,14 +87,17 @@ impl Outputs {
     }
 
     pub fn stats(&self) -> Vec<Arc<OutputStats>> {
-        self.running.iter().map(|w| Arc::clone(&w.stats)).collect()
+        self.running.iter().map(|r| Arc::clone(r.stats())).collect()
     }
 
     /// Stops every delivery thread; events still queued are logged as
     /// undelivered (they stay in the store).
     pub fn stop(self) {
-        for w in self.running {
-            w.stop();
+        for r in self.running {
+            match r {
+                Running::Webhook(w) => w.stop(),
+                Running::Mqtt(m) => m.stop(),
+            }
         }
     }
 }
