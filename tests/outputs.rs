@@ -377,7 +377,9 @@ impl Broker {
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!(
+                "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            ),
         )
         .unwrap();
         let child = std::process::Command::new("mosquitto")
@@ -651,4 +653,166 @@ fn mqtt_publishes_discovery_states_events_and_answers_and_survives_a_broker_rest
         m.text() == "offline"
     });
     drop(broker);
+}
+
+/// mqtts:// with the broker's CA in `ca_file`: vigil connects over TLS and
+/// is announced; without the CA (system roots only) the certificate is
+/// refused and the failure logged.
+#[test]
+fn mqtt_over_tls_checks_the_broker_certificate() {
+    let dir = TempDir::new("mqtts");
+    let p = |name: &str| dir.path().join(name);
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // A throwaway CA and a server certificate for localhost.
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vigil test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+
+    let free_port = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (plain, tls) = (free_port(), free_port());
+    let conf = p("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            // `user root`: started as root, mosquitto would otherwise switch
+            // to its own user and fail to read the key in our 0700 folder
+            // (ignored when the tests do not run as root).
+            "user root\nper_listener_settings false\nallow_anonymous true\npersistence false\n\
+             listener {plain} 127.0.0.1\n\
+             listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            p("ca.pem").display(),
+            p("server.pem").display(),
+            p("server.key").display()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mosquitto is not installed: apt-get install mosquitto (make setup does)");
+    let _broker = Broker { child };
+    assert!(wait_until(Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", plain)).is_ok()
+            && TcpStream::connect(("127.0.0.1", tls)).is_ok()
+    }));
+    let listener = Listener::start(plain, "tls-listener");
+
+    let run = |name: &str, ca: Option<&std::path::Path>| {
+        let ca_line = ca
+            .map(|c| format!("ca_file = \"{}\"\n", c.display()))
+            .unwrap_or_default();
+        let config = format!(
+            "[daemon]\nsummary_interval = \"1h\"\n\
+             [model]\nlm = \"{}\"\nencoder = \"{}\"\nresampler = \"{}\"\nadapter = \"{}\"\nthreads = 2\n\
+             [[camera]]\nname = \"yard\"\nsource = \"test:ball\"\nfps = 2\nwidth = 160\n\
+             [[output]]\ntype = \"mqtt\"\nname = \"secure\"\nbroker = \"mqtts://localhost:{tls}\"\n\
+             client_id = \"vigil-{name}\"\ntopic_prefix = \"{name}\"\ndiscovery = false\n{ca_line}",
+            model_file("smollm2-135m-instruct-q4_1.gguf").display(),
+            model_file("efficientnet-lite0.onnx").display(),
+            model_file("resampler.onnx").display(),
+            model_file("xattn-smollm2-random.gguf").display(),
+        );
+        let sub = TempDir::new(name);
+        let path = sub.path().join("vigil.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut d = Daemon::start(&sub, &path, None);
+        d.wait_ready(Duration::from_secs(60));
+        (sub, d)
+    };
+
+    let (_trusted_dir, trusted) = run("trusted", Some(&p("ca.pem")));
+    listener.wait("trusted/availability", Duration::from_secs(20), |m| {
+        m.text() == "online"
+    });
+    assert!(
+        trusted.log_has(&["mqtt connected", "output=secure"]),
+        "{}",
+        trusted.log_text()
+    );
+
+    let (_untrusted_dir, untrusted) = run("untrusted", None);
+    assert!(
+        untrusted.wait_log(
+            &["mqtt connection failed", "output=secure"],
+            Duration::from_secs(20)
+        ),
+        "{}",
+        untrusted.log_text()
+    );
+    assert!(
+        untrusted.log_text().to_lowercase().contains("certificate"),
+        "{}",
+        untrusted.log_text()
+    );
+    assert!(listener.last("untrusted/availability").is_none());
 }
