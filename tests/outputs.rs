@@ -107,6 +107,18 @@ fn read_request(conn: TcpStream) -> Option<Received> {
     })
 }
 
+/// `[model]` for a test daemon: the LM with a random adapter (answers are
+/// well-formed, not right; these tests are about where events go).
+fn models() -> String {
+    format!(
+        "[model]\nlm = \"{}\"\nencoder = \"{}\"\nresampler = \"{}\"\nadapter = \"{}\"\nthreads = 2\n",
+        model_file("smollm2-135m-instruct-q4_1.gguf").display(),
+        model_file("efficientnet-lite0.onnx").display(),
+        model_file("resampler.onnx").display(),
+        model_file("xattn-smollm2-random.gguf").display(),
+    )
+}
+
 fn hmac_hex(key: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
     mac.update(body);
@@ -145,16 +157,13 @@ fn webhook_signs_retries_bounds_its_queue_and_delivers_once_back() {
     let receiver = Receiver::start(listener, Arc::clone(&received));
     let config = format!(
         "[daemon]\nsummary_interval = \"1h\"\n\
-         [model]\nlm = \"{}\"\nencoder = \"{}\"\nresampler = \"{}\"\nadapter = \"{}\"\nthreads = 2\n\
+         {models}\
          [[camera]]\nname = \"yard\"\nsource = \"test:ball\"\nfps = 2\nwidth = 160\n\
          [[output]]\ntype = \"webhook\"\nname = \"hook\"\nurl = \"http://127.0.0.1:{port}/hooks/vigil\"\n\
          secret = \"s3cret\"\nevents = [\"ask\"]\nqueue = 2\nretry_max = \"1s\"\ntimeout = \"2s\"\n\
          snapshot_base = \"http://box.example:7878/\"\n\
          headers = {{ Authorization = \"Bearer t0ken\" }}\n",
-        model_file("smollm2-135m-instruct-q4_1.gguf").display(),
-        model_file("efficientnet-lite0.onnx").display(),
-        model_file("resampler.onnx").display(),
-        model_file("xattn-smollm2-random.gguf").display(),
+        models = models(),
     );
     let path = dir.path().join("vigil.toml");
     std::fs::write(&path, config).unwrap();
@@ -269,14 +278,11 @@ fn alert_events_reach_the_journal_with_their_fields() {
     let meta = stderr.metadata().unwrap();
     let config = format!(
         "[daemon]\nsummary_interval = \"1h\"\n\
-         [model]\nlm = \"{}\"\nencoder = \"{}\"\nresampler = \"{}\"\nadapter = \"{}\"\nthreads = 2\n\
+         {models}\
          [[camera]]\nname = \"yard\"\nsource = \"test:ball\"\nfps = 2\nwidth = 160\n\
          [[question]]\nname = \"busy\"\ncamera = \"yard\"\nask = \"How many balls are there?\"\n\
          answer = \"count\"\nevery = \"1s\"\nwindow = \"1 frame\"\nalert_when = \"count >= 0\"\n",
-        model_file("smollm2-135m-instruct-q4_1.gguf").display(),
-        model_file("efficientnet-lite0.onnx").display(),
-        model_file("resampler.onnx").display(),
-        model_file("xattn-smollm2-random.gguf").display(),
+        models = models(),
     );
     let config_path = dir.path().join("vigil.toml");
     std::fs::write(&config_path, config).unwrap();
@@ -508,16 +514,13 @@ fn mqtt_publishes_discovery_states_events_and_answers_and_survives_a_broker_rest
     let listener = Listener::start(port, "listener-1");
     let config = format!(
         "[daemon]\nsummary_interval = \"1h\"\n\
-         [model]\nlm = \"{}\"\nencoder = \"{}\"\nresampler = \"{}\"\nadapter = \"{}\"\nthreads = 2\n\
+         {models}\
          [[camera]]\nname = \"yard\"\nsource = \"test:ball\"\nfps = 2\nwidth = 160\n\
          [[question]]\nname = \"ball\"\ncamera = \"yard\"\nask = \"Is there a ball?\"\nanswer = \"yes-no\"\nevery = \"1s\"\nwindow = \"1 frame\"\n\
          [[question]]\nname = \"balls\"\ncamera = \"yard\"\nask = \"How many balls are there?\"\nanswer = \"count\"\nevery = \"1s\"\nwindow = \"1 frame\"\n\
          [[output]]\ntype = \"mqtt\"\nname = \"ha\"\nbroker = \"mqtt://127.0.0.1:{port}\"\n\
          client_id = \"vigil-box1\"\ntopic_prefix = \"vigil-test\"\ncommands = true\n",
-        model_file("smollm2-135m-instruct-q4_1.gguf").display(),
-        model_file("efficientnet-lite0.onnx").display(),
-        model_file("resampler.onnx").display(),
-        model_file("xattn-smollm2-random.gguf").display(),
+        models = models(),
     );
     let path = dir.path().join("vigil.toml");
     std::fs::write(&path, config).unwrap();
@@ -773,14 +776,11 @@ fn mqtt_over_tls_checks_the_broker_certificate() {
             .unwrap_or_default();
         let config = format!(
             "[daemon]\nsummary_interval = \"1h\"\n\
-             [model]\nlm = \"{}\"\nencoder = \"{}\"\nresampler = \"{}\"\nadapter = \"{}\"\nthreads = 2\n\
+             {models}\
              [[camera]]\nname = \"yard\"\nsource = \"test:ball\"\nfps = 2\nwidth = 160\n\
              [[output]]\ntype = \"mqtt\"\nname = \"secure\"\nbroker = \"mqtts://localhost:{tls}\"\n\
              client_id = \"vigil-{name}\"\ntopic_prefix = \"{name}\"\ndiscovery = false\n{ca_line}",
-            model_file("smollm2-135m-instruct-q4_1.gguf").display(),
-            model_file("efficientnet-lite0.onnx").display(),
-            model_file("resampler.onnx").display(),
-            model_file("xattn-smollm2-random.gguf").display(),
+            models = models(),
         );
         let sub = TempDir::new(name);
         let path = sub.path().join("vigil.toml");
