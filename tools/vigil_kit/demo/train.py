@@ -171,12 +171,6 @@ class XAttn(nn.Module):
         self.up, self.down = lin(FF, d), lin(d, FF)
         # Flamingo: gates start at 0, so training starts from the frozen LM.
         self.attn_gate, self.ffn_gate = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
-        # The outputs land on SmolLM2's residual stream, whose typical token
-        # RMS grows from ~13 at layer 23 to ~28 at layer 29; unit-scale
-        # outputs behind a gate of ~0.2 barely move it (the first run's loss
-        # stalled at the answer priors). A fixed, untrained factor keeps
-        # Adam's steps at unit scale; export() folds it into the weights.
-        self.register_buffer("out_scale", torch.ones(1))
 
     def forward(self, y, media, media_of):
         """y [B, S, d]; media [B, M, n, Dv]; media_of [B, S] (-1: none)."""
@@ -194,19 +188,19 @@ class XAttn(nn.Module):
             a = torch.einsum("bhqk,bkhd->bqhd", torch.softmax(s.float(), -1), v[:, m].float())
             att = att + a * (media_of == m).float()[:, :, None, None]
         has = (media_of >= 0).float()[:, :, None]
-        y = y + torch.tanh(self.attn_gate) * has * self.out_scale * F.linear(att.reshape(B, S, -1), self.o).float()
+        y = y + torch.tanh(self.attn_gate) * has * F.linear(att.reshape(B, S, -1), self.o).float()
         x = F.layer_norm(y.float(), (d,), self.ffn_norm_w, self.ffn_norm_b, 1e-5)
         f = F.linear(F.gelu(F.linear(x, self.up).float()), self.down).float()
-        return y + torch.tanh(self.ffn_gate) * has * self.out_scale * f
+        return y + torch.tanh(self.ffn_gate) * has * f
 
     def export(self):
         g = lambda p: p.detach().float().numpy().copy()  # noqa: E731
         return {
             "attn_norm.weight": g(self.attn_norm_w), "attn_norm.bias": g(self.attn_norm_b),
             "attn_q.weight": g(self.q), "attn_k.weight": g(self.k), "attn_v.weight": g(self.v),
-            "attn_output.weight": g(self.o * self.out_scale), "attn_gate": g(self.attn_gate),
+            "attn_output.weight": g(self.o), "attn_gate": g(self.attn_gate),
             "ffn_norm.weight": g(self.ffn_norm_w), "ffn_norm.bias": g(self.ffn_norm_b),
-            "ffn_up.weight": g(self.up), "ffn_down.weight": g(self.down * self.out_scale), "ffn_gate": g(self.ffn_gate),
+            "ffn_up.weight": g(self.up), "ffn_down.weight": g(self.down), "ffn_gate": g(self.ffn_gate),
         }
 
 
@@ -392,24 +386,6 @@ class Data:
 # ---------------------------------------------------------------- training
 
 
-def residual_scale(lm, data):
-    """Median per-token RMS of the residual stream entering each block's
-    layer, over the tokens that see media (one batch per kind, no blocks):
-    the median, because a few tokens carry SmolLM2's massive activations
-    (RMS ~260 over all tokens, ~13 typical at layer 23)."""
-    rms = {il: [] for il in LAYERS}
-    with torch.no_grad():
-        for kind in KINDS:
-            tokens, _, media_of, _, _, _ = data.batch(kind, 8)
-            x, tables = lm.embd[tokens], lm.rope_tables(tokens.shape[1])
-            for il in range(max(LAYERS) + 1):
-                if il in rms:
-                    rms[il].append(x[media_of >= 0].pow(2).mean(-1).sqrt())
-                x = lm.layer(il, x, tables)
-    return {il: torch.cat(v).median().item() for il, v in rms.items()}
-
-
-
 def loss_and_accuracy(model, tokens, lengths, media_of, target, feats):
     hidden = model(tokens, lengths, media_of, feats)
     rows = target != -100
@@ -444,10 +420,6 @@ def train(args):
     model = Model(lm, args.seed)
     data = Data(args.prep, "train", args.seed)
     val = Data(args.prep, "val", args.seed + 1)
-    scales = residual_scale(lm, data)
-    for il, scale in scales.items():
-        model.blocks[str(il)].out_scale.fill_(scale)
-    log("block output scales (median residual RMS): " + ", ".join(f"{il}: {s:.1f}" for il, s in scales.items()))
     named = list(model.named_parameters())
     is_gate = lambda n: n.endswith("_gate")  # noqa: E731
     is_matrix = lambda n, p: p.ndim >= 2 and "latents" not in n and "frame_embs" not in n  # noqa: E731
@@ -512,7 +484,6 @@ def save(model, args, step, seconds):
                       "head_dim": R_HEAD_DIM, "n_latents": R_LATENTS, "max_frames": R_FRAMES, "ff_mult": R_FF_MULT},
         "training": {"steps": step, "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "seed": args.seed,
                      "threads": args.threads, "seconds": round(seconds), "kinds": KINDS, "gate_lr_mult": GATE_LR_MULT,
-                     "output_scales": {layer: round(b.out_scale.item(), 2) for layer, b in model.blocks.items()},
                      "torch": torch.__version__},
     }
     tmp = args.out + ".part.npz"
