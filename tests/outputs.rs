@@ -523,7 +523,7 @@ fn mqtt_publishes_discovery_states_events_and_answers_and_survives_a_broker_rest
         models = models(),
     );
     let path = dir.path().join("vigil.toml");
-    std::fs::write(&path, config).unwrap();
+    std::fs::write(&path, &config).unwrap();
     let mut d = Daemon::start(&dir, &path, None);
     d.wait_ready(Duration::from_secs(60));
     let limit = Duration::from_secs(30);
@@ -647,6 +647,35 @@ fn mqtt_publishes_discovery_states_events_and_answers_and_survives_a_broker_rest
     check_discovery(&listener);
     check_retained("late-2");
     assert!(d.log_has(&["mqtt connected"]));
+
+    // A reload that swaps the count question for another yes/no one: the
+    // old entity is withdrawn (empty retained config), its state cleared,
+    // the new one announced.
+    listener.clear();
+    let swapped = config.replace(
+        "name = \"balls\"\ncamera = \"yard\"\nask = \"How many balls are there?\"\nanswer = \"count\"",
+        "name = \"person\"\ncamera = \"yard\"\nask = \"Is anyone there?\"\nanswer = \"yes-no\"",
+    );
+    assert_ne!(swapped, config);
+    std::fs::write(&path, swapped).unwrap();
+    d.signal(libc::SIGHUP);
+    listener.wait(
+        "homeassistant/sensor/vigil-box1/yard_balls/config",
+        limit,
+        |m| m.payload.is_empty(),
+    );
+    listener.wait("vigil-test/yard/balls/state", limit, |m| {
+        m.payload.is_empty()
+    });
+    let person = json_of(&listener.wait(
+        "homeassistant/binary_sensor/vigil-box1/yard_person/config",
+        limit,
+        |_| true,
+    ));
+    assert_eq!(person["state_topic"], "vigil-test/yard/person/state");
+    listener.wait("vigil-test/yard/person/state", limit, |m| {
+        m.text() == "yes" || m.text() == "no"
+    });
 
     // Killed without a goodbye: the broker publishes the last will.
     listener.clear();

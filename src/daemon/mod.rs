@@ -136,7 +136,7 @@ pub fn run(config_path: &Path, overrides: &Overrides) -> Result<(), Error> {
             recv(signals.receiver) -> sig => match sig {
                 Ok(Signal::Stop) | Err(_) => break,
                 Ok(Signal::Reload) => {
-                    reload(config_path, overrides, &mut config, &cameras, &rings, watch.as_deref(), &notifier);
+                    reload(config_path, overrides, &mut config, &cameras, &rings, watch.as_deref(), &outputs, &notifier);
                 }
             },
             recv(after(tick)) -> _ => {}
@@ -266,6 +266,7 @@ fn reload(
     cameras: &SharedCameras,
     rings: &Rings,
     watch: Option<&Watch>,
+    outputs: &Outputs,
     notifier: &Notifier,
 ) {
     notifier.reloading();
@@ -298,6 +299,8 @@ fn reload(
             if let Some(w) = watch {
                 w.set_questions(new.questions.clone());
             }
+            let camera_names: Vec<String> = new.cameras.iter().map(|c| c.name.clone()).collect();
+            outputs.reconfigure(&new.questions, &camera_names);
             tracing::info!(
                 added = ?summary.added,
                 removed = ?summary.removed,

@@ -90,6 +90,17 @@ impl Outputs {
         self.running.iter().map(|r| Arc::clone(r.stats())).collect()
     }
 
+    /// After a reload: MQTT outputs announce the new questions and cameras
+    /// (and withdraw the removed ones). Other output settings change only
+    /// on restart.
+    pub fn reconfigure(&self, questions: &[QuestionSpec], cameras: &[String]) {
+        for r in &self.running {
+            if let Running::Mqtt(m) = r {
+                m.reconfigure(questions, cameras);
+            }
+        }
+    }
+
     /// Stops every delivery thread; events still queued are logged as
     /// undelivered (they stay in the store).
     pub fn stop(self) {

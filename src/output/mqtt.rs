@@ -34,8 +34,9 @@ struct Shared {
     spec: MqttSpec,
     client: Client,
     stats: Arc<OutputStats>,
-    questions: Vec<QuestionSpec>,
-    cameras: Vec<String>,
+    /// What is announced; replaced on reload.
+    questions: Mutex<Vec<QuestionSpec>>,
+    cameras: Mutex<Vec<String>>,
     watch: Arc<Watch>,
     store: Arc<Store>,
     /// The newest answer of each standing question, by (camera, question).
@@ -44,6 +45,7 @@ struct Shared {
 
 pub struct Mqtt {
     pub stats: Arc<OutputStats>,
+    shared: Arc<Shared>,
     stop: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -64,8 +66,8 @@ impl Mqtt {
             spec,
             client,
             stats: Arc::clone(&stats),
-            questions,
-            cameras,
+            questions: Mutex::new(questions),
+            cameras: Mutex::new(cameras),
             watch,
             store,
             states: Mutex::new(BTreeMap::new()),
@@ -112,9 +114,48 @@ impl Mqtt {
         );
         Ok(Mqtt {
             stats,
+            shared,
             stop: Some(stop_tx),
             threads,
         })
+    }
+
+    /// After a reload: entities of removed questions and cameras are
+    /// deleted from Home Assistant (an empty retained config), new ones
+    /// announced, and the retained states of removed questions cleared.
+    pub fn reconfigure(&self, questions: &[QuestionSpec], cameras: &[String]) {
+        let shared = &self.shared;
+        let spec = &shared.spec;
+        let old_topics: Vec<String> =
+            discovery(spec, &lock(&shared.questions), &lock(&shared.cameras))
+                .into_iter()
+                .map(|(topic, _)| topic)
+                .collect();
+        *lock(&shared.questions) = questions.to_vec();
+        *lock(&shared.cameras) = cameras.to_vec();
+        let new_topics: Vec<String> = discovery(spec, questions, cameras)
+            .into_iter()
+            .map(|(topic, _)| topic)
+            .collect();
+        if spec.discovery {
+            for topic in old_topics.into_iter().filter(|t| !new_topics.contains(t)) {
+                shared.publish(topic, true, Vec::new());
+            }
+        }
+        let gone: Vec<(String, String)> = lock(&shared.states)
+            .keys()
+            .filter(|(camera, name)| {
+                !questions
+                    .iter()
+                    .any(|q| &q.camera == camera && &q.name == name)
+            })
+            .cloned()
+            .collect();
+        for key in gone {
+            lock(&shared.states).remove(&key);
+            shared.publish(state_topic(spec, &key.0, &key.1), true, Vec::new());
+        }
+        shared.announce();
     }
 
     /// Publishes `offline`, disconnects, and joins the threads.
@@ -154,6 +195,10 @@ fn options(spec: &MqttSpec) -> Result<MqttOptions, String> {
     Ok(o)
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn availability_topic(spec: &MqttSpec) -> String {
     format!("{}/availability", spec.topic_prefix)
 }
@@ -190,15 +235,12 @@ impl Shared {
         }
         self.publish(availability_topic(spec), true, b"online".to_vec());
         if spec.discovery {
-            for (topic, config) in discovery(spec, &self.questions, &self.cameras) {
+            let configs = discovery(spec, &lock(&self.questions), &lock(&self.cameras));
+            for (topic, config) in configs {
                 self.publish(topic, true, config.to_string().into_bytes());
             }
         }
-        let states = self
-            .states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let states = lock(&self.states).clone();
         for ((camera, question), answer) in states {
             self.publish(
                 state_topic(spec, &camera, &question),
@@ -207,7 +249,8 @@ impl Shared {
             );
         }
         // Each camera's image entity starts from its newest frame.
-        for camera in &self.cameras {
+        let cameras = lock(&self.cameras).clone();
+        for camera in &cameras {
             let ring = {
                 let rings = self
                     .watch
@@ -401,11 +444,7 @@ fn intake(shared: &Shared, events: &Subscription<Arc<StoredEvent>>, stop: &Recei
         };
         let e = &event.event;
         if let (Some(question), EventKind::AnswerChanged) = (&e.question, e.kind) {
-            shared
-                .states
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((e.camera.clone(), question.clone()), e.answer.clone());
+            lock(&shared.states).insert((e.camera.clone(), question.clone()), e.answer.clone());
             shared.publish(
                 state_topic(spec, &e.camera, question),
                 true,
