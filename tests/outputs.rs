@@ -211,7 +211,11 @@ fn webhook_signs_retries_bounds_its_queue_and_delivers_once_back() {
             format!("http://box.example:7878/v1/events/{first}/snapshot.jpg")
         );
     }
-    assert_eq!(metric(&d, "vigil_output_delivered_total"), 1.0);
+    // Counted once the daemon has read the receiver's answer.
+    assert!(wait_until(Duration::from_secs(5), || metric(
+        &d,
+        "vigil_output_delivered_total"
+    ) == 1.0));
 
     // Down: four asks. The first is retried; the queue (2) holds the
     // newest two; the second is dropped to make room.
@@ -225,14 +229,29 @@ fn webhook_signs_retries_bounds_its_queue_and_delivers_once_back() {
         "{}",
         d.log_text()
     );
+    // The intake thread takes each event off the broadcast a moment after
+    // its ask returned: wait for it rather than race it.
+    assert!(
+        wait_until(Duration::from_secs(5), || metric(
+            &d,
+            "vigil_output_dropped_total"
+        ) >= 1.0),
+        "nothing dropped"
+    );
     assert_eq!(metric(&d, "vigil_output_dropped_total"), 1.0);
-    assert_eq!(metric(&d, "vigil_output_queued"), 3.0);
+    assert!(wait_until(Duration::from_secs(5), || metric(
+        &d,
+        "vigil_output_queued"
+    ) == 3.0));
     assert!(
         d.log_has(&["webhook delivery failed", "output=hook"]),
         "{}",
         d.log_text()
     );
-    assert!(d.log_has(&["webhook queue full: dropped the oldest event"]));
+    assert!(d.wait_log(
+        &["webhook queue full: dropped the oldest event"],
+        Duration::from_secs(5)
+    ));
 
     // Back on the same port: everything still queued arrives, in order.
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
@@ -250,12 +269,21 @@ fn webhook_signs_retries_bounds_its_queue_and_delivers_once_back() {
         .map(|r| r.json()["event"]["id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, vec![first, down[0], down[2], down[3]]);
-    assert_eq!(metric(&d, "vigil_output_delivered_total"), 4.0);
-    assert_eq!(metric(&d, "vigil_output_queued"), 0.0);
+    assert!(wait_until(Duration::from_secs(5), || metric(
+        &d,
+        "vigil_output_delivered_total"
+    ) == 4.0));
+    assert!(wait_until(Duration::from_secs(5), || metric(
+        &d,
+        "vigil_output_queued"
+    ) == 0.0));
     // Nothing more: the dropped event is not sent late.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(receiver.count(), 4);
-    assert!(d.log_has(&["webhook delivered after retrying"]));
+    assert!(d.wait_log(
+        &["webhook delivered after retrying"],
+        Duration::from_secs(5)
+    ));
 }
 
 /// Under systemd (stderr is the journal stream named by `JOURNAL_STREAM`)

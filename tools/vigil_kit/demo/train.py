@@ -272,6 +272,7 @@ class Model(nn.Module):
         """tokens, media_of [B, S]; feats [B, M, T, 49, F] → final hidden [B, S, d]."""
         B, M = feats.shape[:2]
         media = self.resampler(feats.flatten(0, 1)).view(B, M, R_LATENTS, R_WIDTH)
+        self.media = media  # for the auxiliary loss
         tables = self.lm.rope_tables(tokens.shape[1])
         first = min(LAYERS)
         x = self.lm.lower(tokens, lengths, first)
@@ -303,6 +304,14 @@ class Data:
             if it["family"] == "presence":
                 self.presence_by.setdefault((it["target"], it["answer"]), []).append(it)
         self.rng = np.random.default_rng(seed)
+        # What is known, by construction, of each still: (object, present)
+        # pairs keyed by its feature row (--aux-weight).
+        self.objects = meta["objects"]
+        self.known = {}
+        for it in meta["items"]:
+            if len(it["rows"]) == 1 and it["family"] in ("presence", "count", "single"):
+                present = it["family"] == "single" or it["answer"] not in ("no", "0")
+                self.known.setdefault(it["rows"][0], []).append((self.objects.index(it["target"]), present))
 
     def text(self, s):
         return self.tok["texts"][s]
@@ -394,6 +403,25 @@ def loss_and_accuracy(model, tokens, lengths, media_of, target, feats):
     return loss, (logits.argmax(-1) == target[rows]).float()
 
 
+def aux_loss(model, data, eps):
+    """Which objects are in each still, read linearly off the mean of its
+    visual tokens (a head used in training only): pushes the resampler to
+    keep object identity, which a linear probe finds in the frozen features
+    (probe.py) but the LM loss alone did not teach."""
+    media = model.media.mean(2)  # [B, M, W]
+    picks, targets = [], []
+    for b, ep in enumerate(eps):
+        for m, rows in enumerate(ep[0]):
+            for obj, present in data.known.get(rows[-1], []) if len(rows) == 1 else []:
+                picks.append((b, m, obj))
+                targets.append(float(present))
+    if not picks:
+        return None
+    b, m, obj = (torch.tensor(x) for x in zip(*picks))
+    logits = (media[b, m] * model.aux_head[obj]).sum(-1) + model.aux_bias[obj]
+    return F.binary_cross_entropy_with_logits(logits, torch.tensor(targets))
+
+
 def evaluate(model, data, batches=3, size=16):
     """Token accuracy on answer tokens per kind (first differing token is
     what scoring decides on; this is a close, cheap proxy)."""
@@ -418,6 +446,10 @@ def train(args):
     tok = json.load(open(f"{args.prep}/tokens.json"))
     lm = FrozenLM(f"{args.prep}/lm.npz", tok["lm"])
     model = Model(lm, args.seed)
+    if args.aux_weight > 0:
+        n_obj = len(json.load(open(f"{args.prep}/train_items.json"))["objects"])
+        model.aux_head = nn.Parameter(torch.zeros(n_obj, R_WIDTH))
+        model.aux_bias = nn.Parameter(torch.zeros(n_obj))
     data = Data(args.prep, "train", args.seed)
     val = Data(args.prep, "val", args.seed + 1)
     named = list(model.named_parameters())
@@ -453,6 +485,10 @@ def train(args):
         kind = kinds[rng.choice(len(kinds), p=probs)]
         batch = data.batch(kind, args.batch)
         loss, acc = loss_and_accuracy(model, *batch[:5])
+        if args.aux_weight > 0:
+            aux = aux_loss(model, data, batch[5])
+            if aux is not None:
+                loss = loss + args.aux_weight * aux
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -484,6 +520,7 @@ def save(model, args, step, seconds):
                       "head_dim": R_HEAD_DIM, "n_latents": R_LATENTS, "max_frames": R_FRAMES, "ff_mult": R_FF_MULT},
         "training": {"steps": step, "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "seed": args.seed,
                      "threads": args.threads, "seconds": round(seconds), "kinds": KINDS, "gate_lr_mult": GATE_LR_MULT,
+                     "aux_weight": args.aux_weight,
                      "torch": torch.__version__},
     }
     tmp = args.out + ".part.npz"
@@ -529,6 +566,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--eval-every", type=int, default=400)
+    p.add_argument("--aux-weight", type=float, default=0.0,
+                   help="weight of the which-objects-are-there loss on the resampler (0: off, as models/demo was trained)")
     p.add_argument("--check", action="store_true", help="write a forward-pass check file instead of training")
     args = p.parse_args()
     if args.check:
