@@ -41,13 +41,14 @@ heldout() {
   local name=$1 per_family=$2
   local key; key=$(cat <(data_hash) "$demo/xattn-smollm2-demo.gguf" "$demo/resampler-demo.onnx" "$here/tools/vigil_kit/demo/reference.py" | sha256sum | cut -c1-12)
   local built=$cache/eval-$name-$key
-  if [ ! -s "$built/done" ]; then
+  if [ ! -e "$built/done" ]; then
     [ -x "$vigil" ] || die "$vigil missing: run make release first"
     step "held-out set $name: $per_family questions per family, Python reference answers"
     rm -rf "$built.part"
     kit evalset --data "$here/data" --per-family "$per_family" --out "$built.part"
     kit reference --dataset "$built.part" --models "$models" --lm "$lm" \
       --adapter "$demo/xattn-smollm2-demo.gguf" --resampler "$demo/resampler-demo.onnx" --vigil "$vigil"
+    # An empty marker: tested with -e.
     touch "$built.part/done"
     rm -rf "$built" && mv "$built.part" "$built"
   fi
