@@ -35,11 +35,12 @@ units: build
 	scripts/check-units.sh
 
 # The Debian package (cargo-deb, installed on first use): target/debian/
-# vigil_<version>_amd64.deb with the binary, the hardened units, the
-# default config (/etc/vigil/vigil.toml, a conffile) and the demo model.
+# vigil_<version>_amd64.deb with the stripped binary, the hardened units,
+# the default config (/etc/vigil/vigil.toml, a conffile) and the demo
+# model; the release build's debug symbols go to vigil-dbgsym_*.ddeb.
 deb: models release
 	scripts/install-cargo-deb.sh 3.8.0
-	$(CARGO) deb --no-build
+	$(CARGO) deb --no-build --dbgsym
 
 # Everything CI runs: setup, formatting and lints, the build, every test
 # (real GStreamer pipelines, RTSP and HTTP servers on loopback, the daemon
