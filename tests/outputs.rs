@@ -407,15 +407,22 @@ struct Broker {
 }
 
 impl Broker {
+    /// A plain listener on `port`.
     fn start(dir: &TempDir, port: u16) -> Broker {
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            ),
+        Broker::with_config(
+            dir,
+            &format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            &[port],
         )
-        .unwrap();
+    }
+
+    /// mosquitto with `config`, once every one of `ports` accepts.
+    fn with_config(dir: &TempDir, config: &str, ports: &[u16]) -> Broker {
+        let conf = dir.path().join("mosquitto.conf");
+        // `user root`: started as root, mosquitto would otherwise switch to
+        // its own user and fail to read a key in our 0700 folder (ignored
+        // when the tests do not run as root).
+        std::fs::write(&conf, format!("user root\n{config}")).unwrap();
         let child = std::process::Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)
@@ -423,15 +430,14 @@ impl Broker {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("mosquitto is not installed: apt-get install mosquitto (make setup does)");
+        let broker = Broker { child };
         assert!(
-            wait_until(Duration::from_secs(10), || TcpStream::connect((
-                "127.0.0.1",
-                port
-            ))
-            .is_ok()),
-            "mosquitto did not listen on {port}"
+            wait_until(Duration::from_secs(10), || ports
+                .iter()
+                .all(|&p| TcpStream::connect(("127.0.0.1", p)).is_ok())),
+            "mosquitto did not listen on {ports:?}"
         );
-        Broker { child }
+        broker
     }
 }
 
@@ -797,34 +803,18 @@ fn mqtt_over_tls_checks_the_broker_certificate() {
             .port()
     };
     let (plain, tls) = (free_port(), free_port());
-    let conf = p("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            // `user root`: started as root, mosquitto would otherwise switch
-            // to its own user and fail to read the key in our 0700 folder
-            // (ignored when the tests do not run as root).
-            "user root\nper_listener_settings false\nallow_anonymous true\npersistence false\n\
+    let _broker = Broker::with_config(
+        &dir,
+        &format!(
+            "per_listener_settings false\nallow_anonymous true\npersistence false\n\
              listener {plain} 127.0.0.1\n\
              listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
             p("ca.pem").display(),
             p("server.pem").display(),
             p("server.key").display()
         ),
-    )
-    .unwrap();
-    let child = std::process::Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("mosquitto is not installed: apt-get install mosquitto (make setup does)");
-    let _broker = Broker { child };
-    assert!(wait_until(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", plain)).is_ok()
-            && TcpStream::connect(("127.0.0.1", tls)).is_ok()
-    }));
+        &[plain, tls],
+    );
     let listener = Listener::start(plain, "tls-listener");
 
     let run = |name: &str, ca: Option<&std::path::Path>| {
