@@ -485,21 +485,24 @@ def train(args):
         kind = kinds[rng.choice(len(kinds), p=probs)]
         batch = data.batch(kind, args.batch)
         loss, acc = loss_and_accuracy(model, *batch[:5])
+        aux_value = float("nan")
         if args.aux_weight > 0:
             aux = aux_loss(model, data, batch[5])
             if aux is not None:
+                aux_value = aux.item()
                 loss = loss + args.aux_weight * aux
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        history.append((kind, loss.item(), acc.mean().item()))
+        history.append((kind, loss.item(), acc.mean().item(), aux_value))
         if step % args.log_every == 0 or step == args.steps:
             spent = time.time() - started
             recent = history[-args.log_every:]
             gates = " ".join(f"{torch.tanh(b.attn_gate).item():+.2f}/{torch.tanh(b.ffn_gate).item():+.2f}"
                              for b in model.blocks.values())
-            log(f"step {step}/{args.steps} loss {np.mean([h[1] for h in recent]):.3f} "
+            aux_note = f"aux {np.nanmean([h[3] for h in recent]):.3f} " if args.aux_weight > 0 else ""
+            log(f"step {step}/{args.steps} loss {np.mean([h[1] for h in recent]):.3f} {aux_note}"
                 f"acc {np.mean([h[2] for h in recent]):.3f} lr {lr:.2e} gates {gates} "
                 f"{spent / step:.2f} s/step, ETA {spent / step * (args.steps - step) / 60:.1f} min")
         if step % args.eval_every == 0 or step == args.steps:
