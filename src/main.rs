@@ -164,6 +164,20 @@ fn bench_result(stage: &str, r: Result<(), impl std::fmt::Display>) -> ExitCode 
     }
 }
 
+/// Prints what a command produced on stdout, or its error on stderr (exit 1).
+fn printed(command: &str, r: Result<String, String>) -> ExitCode {
+    match r {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vigil {command}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn client_result(r: Result<(), vigil::api::cli::CliError>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -399,14 +413,6 @@ fn main() -> ExitCode {
             limit,
         } => {
             vigil::logging::init("warn");
-            let fail = |e: String| {
-                eprintln!("vigil eval: {e}");
-                ExitCode::from(1)
-            };
-            let data = match vigil::eval::Dataset::load(&dataset) {
-                Ok(d) => d,
-                Err(e) => return fail(e),
-            };
             let options = vigil::eval::EvalOptions {
                 lm,
                 adapter,
@@ -415,31 +421,20 @@ fn main() -> ExitCode {
                 threads,
                 limit,
             };
-            match vigil::eval::evaluate(&options, &data, &mut std::io::stderr()) {
-                Ok(report) => {
-                    print!("{report}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
+            let report = vigil::eval::Dataset::load(&dataset).and_then(|data| {
+                vigil::eval::evaluate(&options, &data, &mut std::io::stderr())
+                    .map(|r| r.to_string())
+            });
+            printed("eval", report)
         }
         Command::Tokenize { lm } => {
             vigil::logging::init("warn");
             let mut request = String::new();
-            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut request) {
-                eprintln!("vigil tokenize: stdin: {e}");
-                return ExitCode::from(1);
-            }
-            match vigil::eval::tokenize(&lm, &request) {
-                Ok(reply) => {
-                    println!("{reply}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("vigil tokenize: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            let reply = std::io::Read::read_to_string(&mut std::io::stdin(), &mut request)
+                .map_err(|e| format!("stdin: {e}"))
+                .and_then(|_| vigil::eval::tokenize(&lm, &request))
+                .map(|reply| format!("{reply}\n"));
+            printed("tokenize", reply)
         }
         Command::Probe {
             source,
