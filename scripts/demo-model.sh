@@ -81,10 +81,14 @@ case "${1:-}" in
       kit prepare --data "$here/data" --models "$models" --lm "$lm" --vigil "$vigil" --out "$prep.part"
       rm -rf "$prep" && mv "$prep.part" "$prep"
     fi
+    if [ ! -s "$prep/train_objects.json" ]; then
+      step "labelling every prepared frame with its objects"
+      kit labels --data "$here/data" --prep "$prep"
+    fi
     step "training (${STEPS:-1400} steps)"
     mkdir -p "$here/target/train"
     (cd "$here/tools" && OPENBLAS_NUM_THREADS=${THREADS:-2} /usr/bin/python3 -m vigil_kit.demo.train --prep "$prep" --steps "${STEPS:-1400}" \
-      --threads "${THREADS:-2}" --out "$here/target/train/weights.npz") 2>&1 | tee "$here/target/train/train.log"
+      --eval-every "${EVAL_EVERY:-400}" --threads "${THREADS:-2}" --out "$here/target/train/weights.npz") 2>&1 | tee "$here/target/train/train.log"
     kit export --weights "$here/target/train/weights.npz" --lm "$lm" \
       --encoder-meta "$models/efficientnet-lite0.json" --out "$demo"
     cp "$here/target/train/train.log" "$demo/train.log"

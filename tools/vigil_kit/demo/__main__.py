@@ -15,6 +15,10 @@ def main():
     p.add_argument("--vigil", required=True, help="the vigil binary (for its tokenizer)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", required=True)
+    p = sub.add_parser("labels", help="each prepared frame's objects, drawn again from the seed (for training)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--prep", required=True, help="the folder `prepare` wrote")
+    p.add_argument("--seed", type=int, default=1, help="the seed `prepare` was given")
     p = sub.add_parser("evalset", help="a held-out dataset for `vigil eval` (PNGs + dataset.json)")
     p.add_argument("--data", required=True)
     p.add_argument("--per-family", type=int, default=100)
@@ -41,6 +45,10 @@ def main():
         from . import build
 
         build.prepare(args.data, args.models, args.lm, args.vigil, args.out, args.seed)
+    elif args.command == "labels":
+        from . import labels
+
+        labels.write(args.data, args.prep, args.seed)
     elif args.command == "evalset":
         from . import build
 

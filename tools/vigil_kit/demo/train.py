@@ -7,6 +7,17 @@ needs the kit's virtualenv. Inputs come from `vigil_kit.demo prepare`
 (features, token ids, the dequantized LM); the output is an .npz of the
 trained weights that `vigil_kit.demo export` turns into the runtime's files.
 
+An optional first stage (`--pretrain-steps`, off by default: models/demo
+was trained without it): the resampler alone, with a training-only
+ObjectHead that must read every object's count (and, in clips, which
+objects move, appear or leave) off the 64 visual tokens through one learned
+query per object: dense, exact labels from the generator (`labels.py`),
+~0.75 s a step with no LM in the loop. The gated blocks then start from
+that head (`init_blocks`) and train on the answer tokens with the object
+loss kept on (`--object-weight`). It makes the visual tokens carry every
+object's count; it did not (yet) make the answers better
+(models/demo/EVAL.md, "Two-stage training").
+
 The math is the kit's reference (gguf_lm.py for the LM, xattn.py for the
 blocks, resampler.py for the resampler), written in torch; `--check` compares
 this forward pass with the numpy reference on the same weights.
@@ -76,25 +87,34 @@ class FrozenLM:
         self.head_dim = config["n_embd"] // config["n_head"]
         self.cache = {}
 
-    def warm(self, sequences, first, batch=64):
+    def warm(self, sequences, first):
         """Fills the cache for many sequences at once (batched: one padded
         forward per 64 sequences of similar length, ~20x faster than one
         by one)."""
         todo = sorted({tuple(s) for s in sequences} - set(self.cache), key=len)
+        self.cache.update(zip(todo, self.states(todo, first)))
+        return len(todo)
+
+    def states(self, sequences, first, batch=64):
+        """Hidden states entering layer `first`, one [len, d] per sequence
+        (no media; not cached). Right padding: causal attention keeps it
+        out of the real tokens."""
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        out = [None] * len(sequences)
         with torch.no_grad():
-            for i in range(0, len(todo), batch):
-                group = todo[i : i + batch]
-                n = max(len(s) for s in group)
+            for i in range(0, len(order), batch):
+                group = order[i : i + batch]
+                n = max(len(sequences[j]) for j in group)
                 tokens = torch.zeros(len(group), n, dtype=torch.long)
-                for b, seq in enumerate(group):
-                    tokens[b, : len(seq)] = torch.tensor(seq)
+                for b, j in enumerate(group):
+                    tokens[b, : len(sequences[j])] = torch.tensor(sequences[j])
                 h = self.embd[tokens]
                 tables = self.rope_tables(n)
                 for il in range(first):
                     h = self.layer(il, h, tables)
-                for b, seq in enumerate(group):
-                    self.cache[seq] = h[b, : len(seq)].clone()
-        return len(todo)
+                for b, j in enumerate(group):
+                    out[j] = h[b, : len(sequences[j])].clone()
+        return out
 
     def lower(self, tokens, lengths, first):
         """Hidden states entering layer `first` for a padded batch, from a
@@ -304,14 +324,15 @@ class Data:
             if it["family"] == "presence":
                 self.presence_by.setdefault((it["target"], it["answer"]), []).append(it)
         self.rng = np.random.default_rng(seed)
-        # What is known, by construction, of each still: (object, present)
-        # pairs keyed by its feature row (--aux-weight).
         self.objects = meta["objects"]
-        self.known = {}
-        for it in meta["items"]:
-            if len(it["rows"]) == 1 and it["family"] in ("presence", "count", "single"):
-                present = it["family"] == "single" or it["answer"] not in ("no", "0")
-                self.known.setdefault(it["rows"][0], []).append((self.objects.index(it["target"]), present))
+        self.prep, self.split, self._labels = prep, split, None
+
+    @property
+    def labels(self):
+        """Each row's objects (only the two-stage options read them)."""
+        if self._labels is None:
+            self._labels = Labels(self.prep, self.split, self.objects)
+        return self._labels
 
     def text(self, s):
         return self.tok["texts"][s]
@@ -392,6 +413,91 @@ class Data:
         return tokens, lengths, media_of, target, feats, eps
 
 
+
+class Labels:
+    """What each feature row holds, by construction (`vigil_kit.demo labels`
+    writes {split}_objects.json): per row, every object's count and place."""
+
+    def __init__(self, prep, split, objects):
+        path = f"{prep}/{split}_objects.json"
+        if not os.path.exists(path):
+            raise SystemExit(f"{path} is missing: run `python -m vigil_kit.demo labels --data data --prep {prep}` "
+                             "(scripts/demo-model.sh train does)")
+        rows = json.load(open(path))["rows"]
+        self.counts = np.zeros((len(rows), len(objects)), np.int64)
+        self.places = [{} for _ in rows]
+        for r, placed in enumerate(rows):
+            for name, x, y, _ in placed:
+                self.counts[r, objects.index(name)] += 1
+                self.places[r][objects.index(name)] = (x, y)
+
+    def targets(self, rows):
+        """Targets of one media (its frames' rows) for ObjectHead, one per
+        query (each object, then "something"): count in the newest frame
+        (0-3), moving, appeared, left; -100 where a target does not apply
+        (motion and change only in clips: on stills they are trivially 0,
+        and with them the count did not train, measured)."""
+        K = self.counts.shape[1]
+        first, last = self.counts[rows[0]], self.counts[rows[-1]]
+        out = np.full((K + 1, 4), -100, np.int64)
+        out[:K, 0] = np.minimum(last, 3)
+        if len(rows) > 1:
+            out[:K, 2] = (first == 0) & (last > 0)
+            out[:K, 3] = (first > 0) & (last == 0)
+            out[K, 2], out[K, 3] = out[:K, 2].max(), out[:K, 3].max()
+            # Moving: a single instance, there all along, whose place changes.
+            single = (self.counts[rows] == 1).all(0)
+            for o in np.flatnonzero(single):
+                out[o, 1] = len({self.places[r][o] for r in rows}) > 1
+        return out
+
+
+class ObjectHead(nn.Module):
+    """Training only: one learned query per object (and one for "something")
+    attends over a media's 64 visual tokens, as a gated block's query will;
+    linear read-outs give the object's count, whether it moves, appeared or
+    left. Dense, exact supervision for the resampler (every object of every
+    frame, not one question's bit), and keys/values/queries that the blocks
+    start from (init_blocks)."""
+
+    def __init__(self, n_objects, gen):
+        super().__init__()
+        K, inner = n_objects + 1, HEADS * HEAD_DIM
+        self.queries = nn.Parameter(torch.randn(K, inner, generator=gen) * 0.02)
+        self.k = nn.Parameter(torch.randn(inner, R_WIDTH, generator=gen) * R_WIDTH**-0.5)
+        self.v = nn.Parameter(torch.randn(inner, R_WIDTH, generator=gen) * R_WIDTH**-0.5)
+        # One read-out per target kind, shared by every object: "how many"
+        # must come out of the retrieved value in the same code whichever
+        # object was asked for, so that a block's output projection can map
+        # it to the answer tokens without knowing the object. Measured after
+        # 600 steps: count accuracy (every object of every frame) 0.87 with
+        # shared read-outs, 0.97 with one per object — but blocks started
+        # from per-object read-outs answered no better than from scratch.
+        self.outs = nn.ParameterList([nn.Parameter(torch.zeros(inner, n)) for n in (4, 2, 2, 2)])
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(n)) for n in (4, 2, 2, 2)])
+
+    def forward(self, media):
+        """media [N, 64, W] → logits per target kind, each [N, K, classes]."""
+        N, K = media.shape[0], self.queries.shape[0]
+        k = F.linear(media, self.k).view(N, -1, HEADS, HEAD_DIM)
+        v = F.linear(media, self.v).view(N, -1, HEADS, HEAD_DIM)
+        s = torch.einsum("ohd,nkhd->nohk", self.queries.view(K, HEADS, HEAD_DIM), k) / math.sqrt(HEAD_DIM)
+        a = torch.einsum("nohk,nkhd->nohd", torch.softmax(s, -1), v).reshape(N, K, -1)
+        return [a @ w + b for w, b in zip(self.outs, self.biases)]
+
+    def loss(self, media, targets):
+        """media [N, 64, W], targets [N, K, 4] → mean cross-entropy, and the
+        accuracy on counts."""
+        logits = self(media)
+        losses = [F.cross_entropy(lg.reshape(-1, lg.shape[-1]), targets[..., i].reshape(-1), ignore_index=-100)
+                  for i, lg in enumerate(logits) if (targets[..., i] != -100).any()]  # the count always applies
+        counted = targets[..., 0] != -100
+        acc = (logits[0].argmax(-1) == targets[..., 0])[counted].float().mean()
+        # The count first: it carries presence and identity, what most
+        # questions ask; motion and change add to it.
+        return losses[0] + 0.5 * sum(losses[1:]), acc
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -403,23 +509,121 @@ def loss_and_accuracy(model, tokens, lengths, media_of, target, feats):
     return loss, (logits.argmax(-1) == target[rows]).float()
 
 
-def aux_loss(model, data, eps):
-    """Which objects are in each still, read linearly off the mean of its
-    visual tokens (a head used in training only): pushes the resampler to
-    keep object identity, which a linear probe finds in the frozen features
-    (probe.py) but the LM loss alone did not teach."""
-    media = model.media.mean(2)  # [B, M, W]
-    picks, targets = [], []
-    for b, ep in enumerate(eps):
-        for m, rows in enumerate(ep[0]):
-            for obj, present in data.known.get(rows[-1], []) if len(rows) == 1 else []:
-                picks.append((b, m, obj))
-                targets.append(float(present))
-    if not picks:
-        return None
-    b, m, obj = (torch.tensor(x) for x in zip(*picks))
-    logits = (media[b, m] * model.aux_head[obj]).sum(-1) + model.aux_bias[obj]
-    return F.binary_cross_entropy_with_logits(logits, torch.tensor(targets))
+def object_loss(model, data, eps):
+    """ObjectHead's loss on every media of a batch (model.media, from the
+    forward pass just run)."""
+    media = model.media.flatten(0, 1)
+    targets = torch.from_numpy(np.stack([data.labels.targets(rows) for e in eps for rows in e[0]]))
+    return model.object_head.loss(media, targets)
+
+
+def media_batch(data, family, size):
+    """Features [size, T, 49, F] and ObjectHead targets of random scenes of
+    one family (stills or clips)."""
+    items = [data.by_family[family][i] for i in data.rng.integers(len(data.by_family[family]), size=size)]
+    rows = np.array([r for it in items for r in it["rows"]])
+    feats = torch.from_numpy(data.feats[rows].astype(np.float32)).view(size, len(items[0]["rows"]), 49, FEATURE_DIM)
+    return feats, torch.from_numpy(np.stack([data.labels.targets(it["rows"]) for it in items]))
+
+
+PRETRAIN_FAMILIES = {"presence": 32, "count": 32, "single": 32, "motion": 12, "change": 12}  # family → scenes per step
+
+
+def pretrain(model, data, val, args):
+    """Stage 1: the resampler and ObjectHead alone, on every object of every
+    frame (no LM: ~0.75 s a step). The logged accuracy is over every
+    (object, frame) pair, most of them absent: 0.83 is "nothing anywhere"."""
+    opt = torch.optim.AdamW(list(model.resampler.parameters()) + list(model.object_head.parameters()),
+                            lr=args.pretrain_lr, betas=(0.9, 0.98), weight_decay=0.01)
+    families = list(PRETRAIN_FAMILIES)
+    started, history = time.time(), []
+    for step in range(1, args.pretrain_steps + 1):
+        lr = args.pretrain_lr * min(1.0, step / args.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        family = families[step % len(families)]
+        feats, targets = media_batch(data, family, PRETRAIN_FAMILIES[family])
+        loss, acc = model.object_head.loss(model.resampler(feats), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append((loss.item(), acc.item()))
+        if step % args.log_every == 0 or step == args.pretrain_steps:
+            spent = time.time() - started
+            recent = history[-args.log_every:]
+            with torch.no_grad():
+                accs = [model.object_head.loss(model.resampler(f), t)[1].item()
+                        for f, t in (media_batch(val, fam, 32) for fam in ("presence", "count"))]
+            log(f"pretrain {step}/{args.pretrain_steps} loss {np.mean([h[0] for h in recent]):.3f} "
+                f"count acc {np.mean([h[1] for h in recent]):.3f} (validation {np.mean(accs):.3f}) "
+                f"{spent / step:.2f} s/step, ETA {spent / step * (args.pretrain_steps - step) / 60:.1f} min")
+
+
+# What each block starts out reading (init_blocks): the families whose
+# questions it answers, and the ObjectHead read-out (target kind) whose
+# evidence it writes towards the answer tokens.
+BLOCK_ROLES = {23: (("presence", "count"), 0), 25: (("motion",), 1), 27: (("appear",), 2), 29: (("leave",), 3)}
+
+
+def _role(it):
+    """presence, count, motion; appear or leave for change questions."""
+    if it["family"] != "change":
+        return it["family"]
+    q = it["question"].lower()
+    return "leave" if "leave" in q or "disappear" in q else "appear"
+
+
+def init_blocks(model, data):
+    """Each block starts as a reader of ObjectHead's evidence:
+
+    * keys and values: ObjectHead's;
+    * query map: fitted (ridge regression) so that the answer position of
+      the block's question families asks for the object the question names
+      ("something" for change questions) and every other prompt asks for
+      nothing (a zero query); the hidden state there names the object
+      linearly (a probe on it is 100 % right);
+    * output projection: rank-few, writing the read-out's evidence along
+      the directions that raise the answer tokens' logits (the LM head's
+      rows through the final norm): count 0-3 and yes/no for presence and
+      count, yes/no for motion, appear, leave.
+
+    Gates still start at 0, so training still starts from the frozen LM;
+    once a gate opens, its block already points the right way."""
+    head, objects, lm = model.object_head, data.objects, model.lm
+    d_of = lambda text: lm.head[data.plain(text)[0]].float() * lm.out_norm  # noqa: E731
+    yes_no = d_of(" yes") - d_of(" no")
+    digits = torch.stack([d_of(f" {c}") for c in range(4)])
+    digits = digits - digits.mean(0)
+    outs = [w.detach() for w in head.outs]
+    prompts = {}  # each distinct prompt up to its answer → (its role, the object it names)
+    for family in ("presence", "count", "motion", "change"):
+        for it in data.by_family[family]:
+            ids, _, (start, _) = data.sequence([], it["question"], it["answer"])
+            prompts[tuple(ids[:start])] = (_role(it), objects.index(it["target"]) if it["target"] else len(objects))
+    queries = head.queries.detach()
+    for layer, block in model.blocks.items():
+        roles, readout = BLOCK_ROLES[int(layer)]
+        q_target = torch.stack([queries[o] if role in roles else torch.zeros_like(queries[0])
+                                for role, o in prompts.values()])
+        x = torch.stack([h[-1] for h in lm.states(list(prompts), int(layer))])
+        x = F.layer_norm(x, (x.shape[-1],), block.attn_norm_w.detach(), block.attn_norm_b.detach(), 1e-5).double()
+        ridge = 1e-2 * len(x) * torch.eye(x.shape[1], dtype=torch.float64)
+        w = torch.linalg.solve(x.T @ x + ridge, x.T @ q_target.double()).T.float()
+        fit = 1 - ((x.float() @ w.T - q_target) ** 2).sum() / ((q_target - q_target.mean(0)) ** 2).sum()
+        r = outs[readout]
+        if readout == 0:  # count logits → the digits; "any" (1-3 vs 0) → yes/no
+            o = digits.T @ r.T + torch.outer(yes_no, r[:, 1:].mean(1) - r[:, 0])
+        else:
+            o = torch.outer(yes_no, r[:, 1] - r[:, 0])
+        # Scale: a read-out difference of 1 moves the residual by ~its
+        # typical per-token size at these layers (median RMS 13-28).
+        o = o * (20.0 / yes_no.norm())
+        with torch.no_grad():
+            block.q.copy_(w)
+            block.k.copy_(head.k)
+            block.v.copy_(head.v)
+            block.o.copy_(o)
+        log(f"block before layer {layer}: reads {'/'.join(roles)}; query map R² {fit.item():.3f}")
 
 
 def evaluate(model, data, batches=3, size=16):
@@ -446,12 +650,13 @@ def train(args):
     tok = json.load(open(f"{args.prep}/tokens.json"))
     lm = FrozenLM(f"{args.prep}/lm.npz", tok["lm"])
     model = Model(lm, args.seed)
-    if args.aux_weight > 0:
-        n_obj = len(json.load(open(f"{args.prep}/train_items.json"))["objects"])
-        model.aux_head = nn.Parameter(torch.zeros(n_obj, R_WIDTH))
-        model.aux_bias = nn.Parameter(torch.zeros(n_obj))
     data = Data(args.prep, "train", args.seed)
     val = Data(args.prep, "val", args.seed + 1)
+    if args.pretrain_steps or args.object_weight:
+        model.object_head = ObjectHead(len(data.objects), torch.Generator().manual_seed(args.seed + 2))
+    if args.pretrain_steps:
+        pretrain(model, data, val, args)
+        init_blocks(model, data)
     named = list(model.named_parameters())
     is_gate = lambda n: n.endswith("_gate")  # noqa: E731
     is_matrix = lambda n, p: p.ndim >= 2 and "latents" not in n and "frame_embs" not in n  # noqa: E731
@@ -486,11 +691,10 @@ def train(args):
         batch = data.batch(kind, args.batch)
         loss, acc = loss_and_accuracy(model, *batch[:5])
         aux_value = float("nan")
-        if args.aux_weight > 0:
-            aux = aux_loss(model, data, batch[5])
-            if aux is not None:
-                aux_value = aux.item()
-                loss = loss + args.aux_weight * aux
+        if args.object_weight > 0:
+            aux, _ = object_loss(model, data, batch[5])
+            aux_value = aux.item()
+            loss = loss + args.object_weight * aux
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -501,7 +705,7 @@ def train(args):
             recent = history[-args.log_every:]
             gates = " ".join(f"{torch.tanh(b.attn_gate).item():+.2f}/{torch.tanh(b.ffn_gate).item():+.2f}"
                              for b in model.blocks.values())
-            aux_note = f"aux {np.nanmean([h[3] for h in recent]):.3f} " if args.aux_weight > 0 else ""
+            aux_note = f"objects {np.nanmean([h[3] for h in recent]):.3f} " if args.object_weight > 0 else ""
             log(f"step {step}/{args.steps} loss {np.mean([h[1] for h in recent]):.3f} {aux_note}"
                 f"acc {np.mean([h[2] for h in recent]):.3f} lr {lr:.2e} gates {gates} "
                 f"{spent / step:.2f} s/step, ETA {spent / step * (args.steps - step) / 60:.1f} min")
@@ -523,7 +727,8 @@ def save(model, args, step, seconds):
                       "head_dim": R_HEAD_DIM, "n_latents": R_LATENTS, "max_frames": R_FRAMES, "ff_mult": R_FF_MULT},
         "training": {"steps": step, "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "seed": args.seed,
                      "threads": args.threads, "seconds": round(seconds), "kinds": KINDS, "gate_lr_mult": GATE_LR_MULT,
-                     "aux_weight": args.aux_weight,
+                     "pretrain_steps": args.pretrain_steps, "pretrain_lr": args.pretrain_lr,
+                     "object_weight": args.object_weight,
                      "torch": torch.__version__},
     }
     tmp = args.out + ".part.npz"
@@ -569,8 +774,14 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--eval-every", type=int, default=400)
-    p.add_argument("--aux-weight", type=float, default=0.0,
-                   help="weight of the which-objects-are-there loss on the resampler (0: off, as models/demo was trained)")
+    # Off by default: models/demo was trained without them, and `make train`
+    # reproduces it. Tried with 600 / 0.5 (models/demo/EVAL.md): the
+    # resampler learns every object's count, the answers did not improve.
+    p.add_argument("--pretrain-steps", type=int, default=0,
+                   help="stage 1: steps of the resampler alone on every frame's objects (0: none; tried: 600)")
+    p.add_argument("--pretrain-lr", type=float, default=1e-3)
+    p.add_argument("--object-weight", type=float, default=0.0,
+                   help="weight of the every-object loss on the resampler while the blocks train (0: off; tried: 0.5)")
     p.add_argument("--check", action="store_true", help="write a forward-pass check file instead of training")
     args = p.parse_args()
     if args.check:
