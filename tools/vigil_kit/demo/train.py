@@ -486,7 +486,8 @@ class ObjectHead(nn.Module):
         return [a @ w + b for w, b in zip(self.outs, self.biases)]
 
     def loss(self, media, targets):
-        """media [N, 64, W], targets [N, K, 4] → mean cross-entropy, and the
+        """media [N, 64, W], targets [N, K, 4] → the count's cross-entropy
+        plus half those of the other target kinds that apply, and the
         accuracy on counts."""
         logits = self(media)
         losses = [F.cross_entropy(lg.reshape(-1, lg.shape[-1]), targets[..., i].reshape(-1), ignore_index=-100)
