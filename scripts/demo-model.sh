@@ -4,13 +4,13 @@
 #
 #   scripts/demo-model.sh train     retrain from scratch: prepare the data,
 #                                   train (Debian python3-torch, CPU), export
-#                                   into models/demo/ (~70 min on 2 cores)
+#                                   into models/demo/ (~65 min on 2 cores)
 #   scripts/demo-model.sh scenario  the demo clip data/demo-scenario.avi
 #   scripts/demo-model.sh subset    the small held-out set `make test` runs
 #                                   (target/eval-subset, reference answers in)
 #   scripts/demo-model.sh eval      the full held-out set through `vigil eval`
 #
-# Environment: STEPS (training steps, default 1400), THREADS (default 2).
+# Environment: STEPS (second-stage training steps, default 600), THREADS (default 2).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -85,10 +85,10 @@ case "${1:-}" in
       step "labelling every prepared frame with its objects"
       kit labels --data "$here/data" --prep "$prep"
     fi
-    step "training (${STEPS:-1400} steps)"
+    step "training (stage 1, then ${STEPS:-600} steps)"
     mkdir -p "$here/target/train"
-    (cd "$here/tools" && OPENBLAS_NUM_THREADS=${THREADS:-2} /usr/bin/python3 -m vigil_kit.demo.train --prep "$prep" --steps "${STEPS:-1400}" \
-      --eval-every "${EVAL_EVERY:-400}" --threads "${THREADS:-2}" --out "$here/target/train/weights.npz") 2>&1 | tee "$here/target/train/train.log"
+    (cd "$here/tools" && OPENBLAS_NUM_THREADS=${THREADS:-2} /usr/bin/python3 -m vigil_kit.demo.train --prep "$prep" --steps "${STEPS:-600}" \
+      --eval-every "${EVAL_EVERY:-200}" --threads "${THREADS:-2}" --out "$here/target/train/weights.npz") 2>&1 | tee "$here/target/train/train.log"
     kit export --weights "$here/target/train/weights.npz" --lm "$lm" \
       --encoder-meta "$models/efficientnet-lite0.json" --out "$demo"
     cp "$here/target/train/train.log" "$demo/train.log"

@@ -7,10 +7,17 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::daemon::Daemon;
 use common::{TempDir, model_file};
+
+/// The scenario plays a clip in real time and the daemon must answer each
+/// second's question within that second; the held-out evaluation running
+/// beside it on the same cores made its alerts 6 s late (measured on 2
+/// cores). The two take turns.
+static CPU_HEAVY: Mutex<()> = Mutex::new(());
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -35,16 +42,21 @@ fn figures(stdout: &str) -> BTreeMap<String, f64> {
 /// 17 few-shot episodes asked with 0 and 2 examples; `make test` writes it
 /// with the Python reference's answers).
 ///
-/// The floors are what the committed demo model reaches, less about two
-/// binomial standard deviations at n = 17 (presence: √(.8·.2/17) ≈ .10;
-/// count: √(.45·.55/17) ≈ .12), and each is well above chance (presence .5,
-/// count .25), so a runtime that stops seeing the image fails. They are
-/// below the goals (presence .95, count .80, motion and change .85,
-/// few-shot gain 10 points, agreement .98): the model trained so far does
-/// not reach them (models/demo/EVAL.md); motion, change and the few-shot
-/// gain are at chance and only checked to be reported.
+/// The floors are what the committed demo model reaches on this subset
+/// (presence .94, count .71, reference agreement .87), less about two
+/// binomial standard deviations (presence: √(.94·.06/17) ≈ .06; count:
+/// √(.71·.29/17) ≈ .11; agreement: √(.87·.13/102) ≈ .03, widened to .07
+/// because llama.cpp's quantized-activation kernels differ between CPUs),
+/// and each is well above chance (presence .5, count .25), so a runtime
+/// that stops seeing the image fails. Motion and change (.47 and .71 here,
+/// .61 and .68 on the full held-out set) and the few-shot gain are not yet
+/// far enough above chance to floor, and are only checked to be reported
+/// (models/demo/EVAL.md).
 #[test]
 fn held_out_subset_meets_the_accuracy_floors() {
+    let _turn = CPU_HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dataset = repo("target/eval-subset");
     assert!(
         dataset.join("dataset.json").is_file(),
@@ -66,9 +78,9 @@ fn held_out_subset_meets_the_accuracy_floors() {
     eprintln!("{stdout}");
     let f = figures(&stdout);
     let floors = [
-        ("accuracy_presence", 0.65),
-        ("accuracy_count", 0.35),
-        ("reference_agreement", 0.85),
+        ("accuracy_presence", 0.82),
+        ("accuracy_count", 0.50),
+        ("reference_agreement", 0.80),
     ];
     for (name, floor) in floors {
         let value = *f
@@ -95,15 +107,11 @@ fn held_out_subset_meets_the_accuracy_floors() {
 /// The demo scenario (real footage, a cat from 15 s to 40 s, a horse from
 /// 50 s to 66 s) played as a live camera: the standing questions raise
 /// their alerts within ±3 s of the known times and return to normal after.
-///
-/// Ignored until the demo model tells objects apart: with the committed
-/// model both questions alert at 16 s and 51 s and return to normal at
-/// 41 s and 67-70 s, on time, but "Is there a cat?" also says yes to the
-/// horse and "Is there a horse?" to the cat (models/demo/EVAL.md). Run it
-/// with `make test-all`.
 #[test]
-#[ignore = "the demo model does not yet tell the cat from the horse (models/demo/EVAL.md)"]
 fn demo_scenario_alerts_at_the_known_times() {
+    let _turn = CPU_HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let clip = repo("data/demo-scenario.avi");
     assert!(
         clip.is_file(),

@@ -7,16 +7,17 @@ needs the kit's virtualenv. Inputs come from `vigil_kit.demo prepare`
 (features, token ids, the dequantized LM); the output is an .npz of the
 trained weights that `vigil_kit.demo export` turns into the runtime's files.
 
-An optional first stage (`--pretrain-steps`, off by default: models/demo
-was trained without it): the resampler alone, with a training-only
-ObjectHead that must read every object's count (and, in clips, which
-objects move, appear or leave) off the 64 visual tokens through one learned
-query per object: dense, exact labels from the generator (`labels.py`),
-~0.75 s a step with no LM in the loop. The gated blocks then start from
-that head (`init_blocks`) and train on the answer tokens with the object
-loss kept on (`--object-weight`). It makes the visual tokens carry every
-object's count; it did not (yet) make the answers better
-(models/demo/EVAL.md, "Two-stage training").
+Two stages (models/demo/EVAL.md, "Training"). Stage 1 (`--pretrain-steps`)
+trains the resampler alone, with a training-only ObjectHead that must read
+every object's count (and, in clips, which objects move, appear or leave)
+off the 64 visual tokens through one learned query per object: dense, exact
+labels from the generator (`labels.py`), ~0.75 s a step with no LM in the
+loop. The gated blocks then start from that head (`init_blocks`: one block
+per question role, reading the head's evidence and writing it towards the
+answer tokens) and train on the answer tokens, gates from 0 as in Flamingo,
+with the object loss kept on (`--object-weight`). Trained end to end from
+random blocks instead (`--pretrain-steps 0`), a run of the same length
+learnt mostly the answer priors (EVAL.md).
 
 The math is the kit's reference (gguf_lm.py for the LM, xattn.py for the
 blocks, resampler.py for the resampler), written in torch; `--check` compares
@@ -45,11 +46,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # The demo model's shape (docs/adapter-format.md, resampler.py).
-LAYERS = [23, 25, 27, 29]
+# One block per question role, started by init_blocks (BLOCK_ROLES).
+LAYERS = [23, 24, 25, 27, 29]
 HEADS, HEAD_DIM, FF = 4, 64, 576
 R_WIDTH, R_DEPTH, R_HEADS, R_HEAD_DIM, R_LATENTS, R_FRAMES, R_FF_MULT = 384, 2, 6, 64, 64, 8, 2
 FEATURE_DIM = 1280
 GATE_LR_MULT = 10.0
+FITTED_LR_MULT = 0.02
 
 KINDS = {  # batch kind → share of the steps
     "presence0": 0.22, "count0": 0.24, "motion0": 0.17, "change0": 0.17, "naming2": 0.14, "presence2": 0.06,
@@ -560,10 +563,16 @@ def pretrain(model, data, val, args):
                 f"{spent / step:.2f} s/step, ETA {spent / step * (args.pretrain_steps - step) / 60:.1f} min")
 
 
-# What each block starts out reading (init_blocks): the families whose
-# questions it answers, and the ObjectHead read-out (target kind) whose
-# evidence it writes towards the answer tokens.
-BLOCK_ROLES = {23: (("presence", "count"), 0), 25: (("motion",), 1), 27: (("appear",), 2), 29: (("leave",), 3)}
+# What each block starts out reading (init_blocks): the question role whose
+# answer position it serves, the ObjectHead read-out (target kind) whose
+# evidence it writes, and which answer tokens it writes towards. Presence
+# and count get a block each: a count's digit is decided one token later
+# than a yes/no (" 2" is " " then "2"), and one output projection writing
+# both yes/no and digits pushed " yes" where a count's " " belongs.
+BLOCK_ROLES = {
+    23: ("presence", 0, "any"), 24: ("count", 0, "digits"),
+    25: ("motion", 1, "yes"), 27: ("appear", 2, "yes"), 29: ("leave", 3, "yes"),
+}
 
 
 def _role(it):
@@ -574,70 +583,150 @@ def _role(it):
     return "leave" if "leave" in q or "disappear" in q else "appear"
 
 
-def init_blocks(model, data):
-    """Each block starts as a reader of ObjectHead's evidence:
-
-    * keys and values: ObjectHead's;
-    * query map: fitted (ridge regression) so that the answer position of
-      the block's question families asks for the object the question names
-      ("something" for change questions) and every other prompt asks for
-      nothing (a zero query); the hidden state there names the object
-      linearly (a probe on it is 100 % right);
-    * output projection: rank-few, writing the read-out's evidence along
-      the directions that raise the answer tokens' logits (the LM head's
-      rows through the final norm): count 0-3 and yes/no for presence and
-      count, yes/no for motion, appear, leave.
-
-    Gates still start at 0, so training still starts from the frozen LM;
-    once a gate opens, its block already points the right way."""
-    head, objects, lm = model.object_head, data.objects, model.lm
-    d_of = lambda text: lm.head[data.plain(text)[0]].float() * lm.out_norm  # noqa: E731
-    yes_no = d_of(" yes") - d_of(" no")
-    digits = torch.stack([d_of(f" {c}") for c in range(4)])
-    digits = digits - digits.mean(0)
-    outs = [w.detach() for w in head.outs]
-    prompts = {}  # each distinct prompt up to its answer → (its role, the object it names)
+def decision_prefixes(data):
+    """Each distinct prompt prefix whose last position decides an answer,
+    → (its role, the object it names; "something" is the last). For a
+    count that is the " " before the digit, for the rest "Answer:"."""
+    out = {}
     for family in ("presence", "count", "motion", "change"):
         for it in data.by_family[family]:
             ids, _, (start, _) = data.sequence([], it["question"], it["answer"])
-            prompts[tuple(ids[:start])] = (_role(it), objects.index(it["target"]) if it["target"] else len(objects))
+            cut = start + 1 if family == "count" else start
+            out[tuple(ids[:cut])] = (_role(it), data.objects.index(it["target"]) if it["target"] else len(data.objects))
+    return out
+
+
+FAMILY_OF_READOUT = {0: ("presence", "count"), 1: ("motion",), 2: ("change",), 3: ("change",)}
+
+
+def evidence(head, readout, writes, resampler, data, n=256):
+    """[classes, inner]: a linear map, no intercept, from a value that
+    ObjectHead's attention returns to the evidence the block writes: the
+    log-odds of "any" (count 1-3 vs 0), the count's centred logits, or the
+    read-out's log-odds. Fitted by ridge regression on values attended with
+    the head's own queries (random objects) over scenes of the families the
+    read-out serves."""
+    values, targets, samples = [], [], []
+    with torch.no_grad():
+        for family in FAMILY_OF_READOUT[readout]:
+            feats, _ = media_batch(data, family, n // len(FAMILY_OF_READOUT[readout]))
+            media = resampler(feats)
+            N, K = media.shape[0], head.queries.shape[0]
+            k = F.linear(media, head.k).view(N, -1, HEADS, HEAD_DIM)
+            v = F.linear(media, head.v).view(N, -1, HEADS, HEAD_DIM)
+            s = torch.einsum("ohd,nkhd->nohk", head.queries.view(K, HEADS, HEAD_DIM), k) / math.sqrt(HEAD_DIM)
+            a = torch.einsum("nohk,nkhd->nohd", torch.softmax(s, -1), v).reshape(N * K, -1)
+            t = a @ head.outs[readout] + head.biases[readout]
+            if writes == "any":
+                t = (torch.logsumexp(t[:, 1:], -1) - t[:, 0])[:, None]
+            elif writes == "digits":
+                t = t - t.mean(-1, keepdim=True)
+            else:
+                t = (t[:, 1] - t[:, 0])[:, None]
+            values.append(a)
+            targets.append(t)
+            samples.append(media)
+    a, t = torch.cat(values).double(), torch.cat(targets).double()
+    m = torch.linalg.solve(a.T @ a + 1e-3 * len(a) * torch.eye(a.shape[1], dtype=torch.float64), a.T @ t).T
+    fit = 1 - ((a @ m.T - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum()
+    log(f"  evidence ({writes}, read-out {readout}) as a map of the value: R² {fit.item():.3f}")
+    m = m.float()
+    return m, null_query(head, m, torch.cat(samples), t.float().std())
+
+
+def null_query(head, m, media, spread, steps=300):
+    """A query that reads (almost) no evidence from any scene: what the
+    positions a block does not answer ask for, so that it writes nothing
+    there. (A zero query averages every token's value, which is evidence
+    of one sign: every block then pushed yes or no everywhere and they
+    fought each other, measured.) Fitted by gradient descent."""
+    N = media.shape[0]
+    k = F.linear(media, head.k).view(N, -1, HEADS, HEAD_DIM).detach()
+    v = F.linear(media, head.v).view(N, -1, HEADS, HEAD_DIM).detach()
+    q = torch.zeros(HEADS, HEAD_DIM, requires_grad=True)
+    opt = torch.optim.Adam([q], lr=0.05)
+    for _ in range(steps):
+        s = torch.einsum("hd,nkhd->nhk", q, k) / math.sqrt(HEAD_DIM)
+        a = torch.einsum("nhk,nkhd->nhd", torch.softmax(s, -1), v).reshape(N, -1)
+        loss = (a @ m.T).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    log(f"  null query: evidence RMS {loss.sqrt().item() / spread.item():.2f} of the evidence's spread")
+    return q.detach().reshape(-1)
+
+
+def init_blocks(model, data, scale=30.0):
+    """Each block starts as a reader of ObjectHead's evidence:
+
+    * keys and values: ObjectHead's;
+    * query map: fitted (ridge regression) so that the deciding position of
+      the block's role asks for the object the question names ("something"
+      for change questions) and every other deciding position asks for the
+      null query (null_query); the hidden state there names the object
+      linearly (a probe on it is 100 % right);
+    * output projection: rank-few, writing the read-out's evidence along
+      the directions that raise the answer tokens' logits (the LM head's
+      rows through the final norm): yes/no from "any" (count 1-3 vs 0) for
+      presence, the digits 0-3 for count, yes/no for motion, appear, leave.
+
+    Gates still start at 0, so training still starts from the frozen LM;
+    once a gate opens, its block already points the right way."""
+    head, lm = model.object_head, model.lm
+    d_of = lambda text: lm.head[data.plain(text)[-1]].float() * lm.out_norm  # noqa: E731
+    yes_no = d_of(" yes") - d_of(" no")
+    digits = torch.stack([d_of(f" {c}") for c in range(4)])
+    digits = digits - digits.mean(0)
+    prompts = decision_prefixes(data)
     queries = head.queries.detach()
     for layer, block in model.blocks.items():
-        roles, readout = BLOCK_ROLES[int(layer)]
-        q_target = torch.stack([queries[o] if role in roles else torch.zeros_like(queries[0])
-                                for role, o in prompts.values()])
+        role, readout, writes = BLOCK_ROLES[int(layer)]
+        ev, null = evidence(head, readout, writes, model.resampler, data)
+        q_target = torch.stack([queries[o] if r == role else null for r, o in prompts.values()])
         x = torch.stack([h[-1] for h in lm.states(list(prompts), int(layer))])
         x = F.layer_norm(x, (x.shape[-1],), block.attn_norm_w.detach(), block.attn_norm_b.detach(), 1e-5).double()
-        ridge = 1e-2 * len(x) * torch.eye(x.shape[1], dtype=torch.float64)
+        ridge = 1e-3 * len(x) * torch.eye(x.shape[1], dtype=torch.float64)
         w = torch.linalg.solve(x.T @ x + ridge, x.T @ q_target.double()).T.float()
         fit = 1 - ((x.float() @ w.T - q_target) ** 2).sum() / ((q_target - q_target.mean(0)) ** 2).sum()
-        r = outs[readout]
-        if readout == 0:  # count logits → the digits; "any" (1-3 vs 0) → yes/no
-            o = digits.T @ r.T + torch.outer(yes_no, r[:, 1:].mean(1) - r[:, 0])
-        else:
-            o = torch.outer(yes_no, r[:, 1] - r[:, 0])
-        # Scale: a read-out difference of 1 moves the residual by ~its
-        # typical per-token size at these layers (median RMS 13-28).
-        o = o * (20.0 / yes_no.norm())
+        if writes == "digits":  # count logits → the digits' logit directions
+            o = digits.T @ ev * (yes_no.norm() / digits.norm(dim=1).mean())
+        else:  # P(yes) evidence → yes/no
+            o = torch.outer(yes_no, ev[0])
+        # Scale: one unit of evidence moves the residual by `scale` along
+        # the answer direction (its typical per-token RMS here is 12-28).
+        o = o * (scale / yes_no.norm())
         with torch.no_grad():
             block.q.copy_(w)
             block.k.copy_(head.k)
             block.v.copy_(head.v)
             block.o.copy_(o)
-        log(f"block before layer {layer}: reads {'/'.join(roles)}; query map R² {fit.item():.3f}")
+        log(f"block before layer {layer}: reads {role}; query map R² {fit.item():.3f}")
+
+
+# The answers the runtime chooses between, per kind; it decides on the first
+# token where they differ: the only one of " yes"/" no", a count's digit.
+CHOICES = {"presence0": (" yes", " no"), "count0": tuple(f" {c}" for c in range(4)), "motion0": (" yes", " no"),
+           "change0": (" yes", " no"), "presence2": (" yes", " no")}
 
 
 def evaluate(model, data, batches=3, size=16):
-    """Token accuracy on answer tokens per kind (first differing token is
-    what scoring decides on; this is a close, cheap proxy)."""
+    """Per kind, the share of answers whose deciding token scores highest
+    among the kind's choices (as the runtime scores them); naming episodes,
+    whose choices are their examples' names: token accuracy."""
     out = {}
     with torch.no_grad():
         for kind in KINDS:
             accs = []
             for _ in range(batches):
-                batch = data.batch(kind, size)
-                _, acc = loss_and_accuracy(model, *batch[:5])
-                accs.append(acc.mean().item())
+                tokens, lengths, media_of, target, feats, _ = data.batch(kind, size)
+                if kind not in CHOICES:
+                    accs.append(loss_and_accuracy(model, tokens, lengths, media_of, target, feats)[1].mean().item())
+                    continue
+                choices = torch.tensor([data.plain(c)[-1] for c in CHOICES[kind]])
+                hidden = model(tokens, lengths, media_of, feats)
+                last = torch.tensor([(t != -100).nonzero()[-1].item() for t in target])
+                logits = model.lm.logits(hidden[torch.arange(size), last])[:, choices]
+                accs.append((choices[logits.argmax(-1)] == target[torch.arange(size), last]).float().mean().item())
             out[kind] = float(np.mean(accs))
     return out
 
@@ -656,13 +745,29 @@ def train(args):
     if args.pretrain_steps or args.object_weight:
         model.object_head = ObjectHead(len(data.objects), torch.Generator().manual_seed(args.seed + 2))
     if args.pretrain_steps:
-        pretrain(model, data, val, args)
-        init_blocks(model, data)
+        if args.stage1 and os.path.exists(args.stage1):
+            state = torch.load(args.stage1)
+            model.resampler.load_state_dict(state["resampler"])
+            model.object_head.load_state_dict(state["head"])
+            log(f"stage 1 loaded from {args.stage1}")
+        else:
+            pretrain(model, data, val, args)
+            if args.stage1:
+                torch.save({"resampler": model.resampler.state_dict(), "head": model.object_head.state_dict()},
+                           args.stage1)
+        init_blocks(model, data, scale=args.init_scale)
     named = list(model.named_parameters())
     is_gate = lambda n: n.endswith("_gate")  # noqa: E731
     is_matrix = lambda n, p: p.ndim >= 2 and "latents" not in n and "frame_embs" not in n  # noqa: E731
+    # Blocks started by init_blocks: their fitted query/key/value maps have
+    # entries of 0.002-0.07, which Adam's ~lr-sized steps (taken at full
+    # size even while the gates, and so the gradients, are near 0) turned
+    # to noise within a few dozen steps (measured: the gates, though their
+    # gradient pointed open at the start, stayed at 0 for 200 steps).
+    is_fitted = lambda n: bool(args.pretrain_steps) and n.split(".")[-1] in ("q", "k", "v")  # noqa: E731
     groups = [
-        {"params": [p for n, p in named if is_matrix(n, p)], "weight_decay": 0.01, "lr_mult": 1.0},
+        {"params": [p for n, p in named if is_matrix(n, p) and not is_fitted(n)], "weight_decay": 0.01, "lr_mult": 1.0},
+        {"params": [p for n, p in named if is_fitted(n)], "weight_decay": 0.0, "lr_mult": FITTED_LR_MULT},
         {"params": [p for n, p in named if not is_matrix(n, p) and not is_gate(n)], "weight_decay": 0.0, "lr_mult": 1.0},
         # The gates start at 0 (Flamingo) and everything behind them learns
         # only as fast as they open: a 10x rate lets a short CPU run open them.
@@ -712,7 +817,8 @@ def train(args):
                 f"{spent / step:.2f} s/step, ETA {spent / step * (args.steps - step) / 60:.1f} min")
         if step % args.eval_every == 0 or step == args.steps:
             model.eval()
-            log("validation token accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in evaluate(model, val).items()))
+            accuracy = ", ".join(f"{k} {v:.3f}" for k, v in evaluate(model, val).items())
+            log(f"validation accuracy (the runtime's choice; naming: tokens): {accuracy}")
             model.train()
             save(model, args, step, time.time() - started)
     return model
@@ -767,22 +873,23 @@ def main():
     p = argparse.ArgumentParser(prog="vigil_kit.demo.train")
     p.add_argument("--prep", required=True, help="the folder `vigil_kit.demo prepare` wrote")
     p.add_argument("--out", required=True, help="the trained weights (.npz)")
-    p.add_argument("--steps", type=int, default=1400)
+    p.add_argument("--steps", type=int, default=600, help="steps of the second stage (the blocks on the answers)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--eval-every", type=int, default=400)
-    # Off by default: models/demo was trained without them, and `make train`
-    # reproduces it. Tried with 600 / 0.5 (models/demo/EVAL.md): the
-    # resampler learns every object's count, the answers did not improve.
-    p.add_argument("--pretrain-steps", type=int, default=0,
-                   help="stage 1: steps of the resampler alone on every frame's objects (0: none; tried: 600)")
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--pretrain-steps", type=int, default=1200,
+                   help="stage 1: steps of the resampler alone on every frame's objects (0: none, blocks start random)")
     p.add_argument("--pretrain-lr", type=float, default=1e-3)
-    p.add_argument("--object-weight", type=float, default=0.0,
-                   help="weight of the every-object loss on the resampler while the blocks train (0: off; tried: 0.5)")
+    p.add_argument("--object-weight", type=float, default=0.5,
+                   help="weight of the every-object loss on the resampler while the blocks train (0: off)")
+    p.add_argument("--stage1", help="stage 1's result: loaded when the file exists, else written after stage 1 "
+                                    "(to try second stages without redoing the first)")
+    p.add_argument("--init-scale", type=float, default=30.0,
+                   help="how far one unit of a started block's evidence moves the residual (init_blocks)")
     p.add_argument("--check", action="store_true", help="write a forward-pass check file instead of training")
     args = p.parse_args()
     if args.check:
