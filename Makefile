@@ -54,8 +54,7 @@ test: setup models lint
 	scripts/check-deb.sh
 
 # make test, plus the cross-attention tests on the qwen2 and gemma3 GGUFs
-# (~750 MB more downloads) and the demo-scenario test the demo model does
-# not pass yet.
+# (~750 MB more downloads).
 test-all: test extra-lms
 	$(CARGO) test --locked --test lm_hook --test lm_xattn -- --ignored
 

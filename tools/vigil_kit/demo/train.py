@@ -455,6 +455,14 @@ class Labels:
         return out
 
 
+def attend(queries, k, v):
+    """queries [K, inner] over keys and values [N, n, heads, head_dim]
+    (ObjectHead.keys_values) → attended values [N, K, inner]."""
+    K, N = queries.shape[0], k.shape[0]
+    s = torch.einsum("ohd,nkhd->nohk", queries.view(K, HEADS, HEAD_DIM), k) / math.sqrt(HEAD_DIM)
+    return torch.einsum("nohk,nkhd->nohd", torch.softmax(s, -1), v).reshape(N, K, -1)
+
+
 class ObjectHead(nn.Module):
     """Training only: one learned query per object (and one for "something")
     attends over a media's 64 visual tokens, as a gated block's query will;
@@ -479,14 +487,20 @@ class ObjectHead(nn.Module):
         self.outs = nn.ParameterList([nn.Parameter(torch.zeros(inner, n)) for n in (4, 2, 2, 2)])
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(n)) for n in (4, 2, 2, 2)])
 
+    def keys_values(self, media):
+        """media [N, 64, W] → keys and values, each [N, 64, heads, head_dim]."""
+        N = media.shape[0]
+        return (F.linear(media, self.k).view(N, -1, HEADS, HEAD_DIM),
+                F.linear(media, self.v).view(N, -1, HEADS, HEAD_DIM))
+
+    def read_outs(self, values, kind):
+        """Attended values [..., inner] → the read-out logits of one target kind."""
+        return values @ self.outs[kind] + self.biases[kind]
+
     def forward(self, media):
         """media [N, 64, W] → logits per target kind, each [N, K, classes]."""
-        N, K = media.shape[0], self.queries.shape[0]
-        k = F.linear(media, self.k).view(N, -1, HEADS, HEAD_DIM)
-        v = F.linear(media, self.v).view(N, -1, HEADS, HEAD_DIM)
-        s = torch.einsum("ohd,nkhd->nohk", self.queries.view(K, HEADS, HEAD_DIM), k) / math.sqrt(HEAD_DIM)
-        a = torch.einsum("nohk,nkhd->nohd", torch.softmax(s, -1), v).reshape(N, K, -1)
-        return [a @ w + b for w, b in zip(self.outs, self.biases)]
+        a = attend(self.queries, *self.keys_values(media))
+        return [self.read_outs(a, kind) for kind in range(len(self.outs))]
 
     def loss(self, media, targets):
         """media [N, 64, W], targets [N, K, 4] → the count's cross-entropy
@@ -611,12 +625,8 @@ def evidence(head, readout, writes, resampler, data, n=256):
         for family in FAMILY_OF_READOUT[readout]:
             feats, _ = media_batch(data, family, n // len(FAMILY_OF_READOUT[readout]))
             media = resampler(feats)
-            N, K = media.shape[0], head.queries.shape[0]
-            k = F.linear(media, head.k).view(N, -1, HEADS, HEAD_DIM)
-            v = F.linear(media, head.v).view(N, -1, HEADS, HEAD_DIM)
-            s = torch.einsum("ohd,nkhd->nohk", head.queries.view(K, HEADS, HEAD_DIM), k) / math.sqrt(HEAD_DIM)
-            a = torch.einsum("nohk,nkhd->nohd", torch.softmax(s, -1), v).reshape(N * K, -1)
-            t = a @ head.outs[readout] + head.biases[readout]
+            a = attend(head.queries, *head.keys_values(media)).flatten(0, 1)
+            t = head.read_outs(a, readout)
             if writes == "any":
                 t = (torch.logsumexp(t[:, 1:], -1) - t[:, 0])[:, None]
             elif writes == "digits":
@@ -640,20 +650,17 @@ def null_query(head, m, media, spread, steps=300):
     there. (A zero query averages every token's value, which is evidence
     of one sign: every block then pushed yes or no everywhere and they
     fought each other, measured.) Fitted by gradient descent."""
-    N = media.shape[0]
-    k = F.linear(media, head.k).view(N, -1, HEADS, HEAD_DIM).detach()
-    v = F.linear(media, head.v).view(N, -1, HEADS, HEAD_DIM).detach()
-    q = torch.zeros(HEADS, HEAD_DIM, requires_grad=True)
+    with torch.no_grad():
+        k, v = head.keys_values(media)
+    q = torch.zeros(1, HEADS * HEAD_DIM, requires_grad=True)
     opt = torch.optim.Adam([q], lr=0.05)
     for _ in range(steps):
-        s = torch.einsum("hd,nkhd->nhk", q, k) / math.sqrt(HEAD_DIM)
-        a = torch.einsum("nhk,nkhd->nhd", torch.softmax(s, -1), v).reshape(N, -1)
-        loss = (a @ m.T).pow(2).mean()
+        loss = (attend(q, k, v)[:, 0] @ m.T).pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
     log(f"  null query: evidence RMS {loss.sqrt().item() / spread.item():.2f} of the evidence's spread")
-    return q.detach().reshape(-1)
+    return q.detach()[0]
 
 
 def init_blocks(model, data, scale=30.0):
