@@ -175,6 +175,47 @@ fn visual_tokens_change_the_logits_when_gates_are_open() {
     );
 }
 
+/// A Q8_0 adapter runs its blocks in f32: its logits equal, bit for bit,
+/// those of an f32 file holding the values the Q8_0 one decodes to. (Had
+/// ggml multiplied the Q8_0 matrices as stored, it would have quantized the
+/// activations to 8 bits as well, and the two would differ.)
+#[test]
+fn a_q8_0_adapter_computes_like_its_f32_twin() {
+    let dir = common::TempDir::new("xattn-q8-twin");
+    let args = ["--gate", "1.0", "--seed", "3"];
+    let quantized = write_adapter(
+        dir.path(),
+        "q8.gguf",
+        &[&args[..], &["--type", "q8_0"]].concat(),
+    );
+    let twin = write_adapter(
+        dir.path(),
+        "f32.gguf",
+        &[&args[..], &["--type", "f32", "--values-of", "q8_0"]].concat(),
+    );
+    let model = smollm2();
+    let tokens = visual_tokens(5);
+    let logits = |path: &Path| {
+        let adapter = Arc::new(Adapter::load(path).unwrap());
+        let mut session = Session::new(&model, Some(adapter), &options()).unwrap();
+        let media = session.media(visual(&tokens)).unwrap();
+        session
+            .feed(&Prompt::new().media(&media).text(QUESTIONS[0]))
+            .unwrap()
+    };
+    let (a, b) = (logits(&quantized), logits(&twin));
+    assert_eq!(a.len(), b.len());
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| max_abs_diff(x, y))
+        .fold(0f32, f32::max);
+    assert_eq!(
+        diff, 0.0,
+        "the Q8_0 adapter strays {diff} from its f32 twin"
+    );
+}
+
 /// llama.cpp's embedding batch: the LM's own token embeddings (dequantized
 /// by the model kit) fed as embeddings give bit-identical logits to the
 /// tokens themselves.

@@ -125,7 +125,7 @@ impl Adapter {
                 "does not exist\nhelp: write one with `python -m vigil_kit random-adapter`, or fix [model] adapter".into(),
             ));
         }
-        let file = GgufFile::open(path).ok_or_else(|| {
+        let mut file = GgufFile::open(path).ok_or_else(|| {
             fail("is not a readable GGUF file (truncated, or not GGUF at all)".into())
         })?;
         let meta = Meta {
@@ -216,6 +216,18 @@ impl Adapter {
                 attn: gate("attn_gate")?,
                 ffn: gate("ffn_gate")?,
             });
+        }
+        // Quantized matrices (the demo adapter's Q8_0) run in f32 (see
+        // GgufFile::widen_quantized): the blocks' answers then match the
+        // Python reference's, which reads the same file dequantized.
+        let (widened, bytes) = file.widen_quantized().map_err(fail)?;
+        if widened > 0 {
+            tracing::debug!(
+                adapter = %path.display(),
+                tensors = widened,
+                mib = bytes as f64 / (1 << 20) as f64,
+                "quantized adapter tensors widened to f32"
+            );
         }
         Ok(Adapter {
             path: path.to_path_buf(),

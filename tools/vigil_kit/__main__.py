@@ -66,6 +66,8 @@ def random_adapter(args):
         if bad:
             sys.exit(f"layers {bad} out of range: blocks go before LM layers 1..{lm.n_layer - 1}")
     adapter = xattn.random_adapter(lm, layers, visual_dim=args.visual_dim, gate=args.gate, seed=args.seed)
+    if args.values_of:
+        adapter.round_matrices(args.values_of)
     lie = dict(kv.split("=", 1) for kv in args.lie)
     adapter.write(args.out, matrix_type=args.type, drop=set(args.drop), lie=lie)
     print(f"wrote {args.out}: blocks before layers {layers}, gates tanh({args.gate})", flush=True)
@@ -128,6 +130,8 @@ def main():
     p.add_argument("--gate", type=float, default=0.1, help="raw gate value (fed through tanh); 0 = frozen LM")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--type", choices=["f16", "f32", "q8_0"], default="f16", help="storage of the weight matrices")
+    p.add_argument("--values-of", choices=["q8_0"],
+                   help="round the matrices through this type first, whatever --type stores (an f32 twin of a q8_0 file)")
     p.add_argument("--drop", action="append", default=[], help="leave this tensor out (error tests)")
     p.add_argument("--lie", action="append", default=[], help="KEY=VALUE metadata override (error tests)")
     p.add_argument("--unchecked", action="store_true", help="allow out-of-range layers (error tests)")

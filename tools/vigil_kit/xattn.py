@@ -72,6 +72,19 @@ class Adapter:
         self.blocks = blocks
         self.identity = identity
 
+    def round_matrices(self, matrix_type):
+        """Replaces every matrix by its values after a round trip through
+        `matrix_type` (q8_0): written as f32, the file then holds exactly
+        what the quantized file decodes to."""
+        import gguf
+
+        kind = {"q8_0": gguf.GGMLQuantizationType.Q8_0}[matrix_type]
+        for tensors in self.blocks.values():
+            for name, array in tensors.items():
+                if array.ndim == 2:
+                    q = gguf.quants.quantize(array.astype(np.float32), kind)
+                    tensors[name] = gguf.quants.dequantize(q, kind).reshape(array.shape).astype(np.float32)
+
     def write(self, path, matrix_type="f16", drop=(), lie=None):
         """Writes the GGUF, matrices as `matrix_type` (f16, f32 or q8_0).
         `drop` (tensor names) and `lie` (metadata overrides) make

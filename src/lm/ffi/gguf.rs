@@ -38,6 +38,9 @@ impl GgufValue {
 pub struct GgufFile {
     gguf: NonNull<sys::gguf_context>,
     tensors: NonNull<sys::ggml_context>,
+    /// f32 copies of the quantized tensors, under the same names, once
+    /// [`GgufFile::widen_quantized`] made them; looked up before `tensors`.
+    widened: Option<NonNull<sys::ggml_context>>,
 }
 
 // SAFETY: after loading, both contexts are only read (tensor data is used as
@@ -65,7 +68,11 @@ impl GgufFile {
         };
         let gguf = NonNull::new(gguf)?;
         match NonNull::new(tensors) {
-            Some(tensors) => Some(GgufFile { gguf, tensors }),
+            Some(tensors) => Some(GgufFile {
+                gguf,
+                tensors,
+                widened: None,
+            }),
             None => {
                 // SAFETY: freed once, never used again.
                 unsafe { sys::gguf_free(gguf.as_ptr()) };
@@ -112,12 +119,97 @@ impl GgufFile {
 
     pub fn tensor(&self, name: &str) -> Option<Tensor<'_>> {
         let c_name = CString::new(name).ok()?;
-        // SAFETY: valid context, NUL-terminated name; null when absent.
-        let ptr = unsafe { sys::ggml_get_tensor(self.tensors.as_ptr(), c_name.as_ptr()) };
-        NonNull::new(ptr).map(|ptr| Tensor {
+        let find = |ctx: NonNull<sys::ggml_context>| {
+            // SAFETY: valid context, NUL-terminated name; null when absent.
+            NonNull::new(unsafe { sys::ggml_get_tensor(ctx.as_ptr(), c_name.as_ptr()) })
+        };
+        let ptr = self.widened.and_then(find).or_else(|| find(self.tensors))?;
+        Some(Tensor {
             ptr,
             _file: PhantomData,
         })
+    }
+
+    /// Makes an f32 copy of every quantized tensor, which [`GgufFile::tensor`]
+    /// returns from then on; the stored ones stay as they are. Why: ggml
+    /// multiplies a quantized weight by activations quantized to 8 bits
+    /// too, which moved the adapter's answers away from its f32 reference
+    /// (see models/demo/EVAL.md); f32 weights take f32 activations. Costs
+    /// memory: 4 bytes a weight instead of ~1. Returns how many tensors were
+    /// widened and the bytes their copies take.
+    pub fn widen_quantized(&mut self) -> Result<(usize, usize), String> {
+        let quantized: Vec<NonNull<sys::ggml_tensor>> = self
+            .tensor_names()
+            .iter()
+            .filter_map(|name| self.tensor(name))
+            .filter(|t| {
+                // SAFETY: valid tensor; pure queries.
+                unsafe { sys::ggml_is_quantized(t.ptr.as_ref().type_) }
+            })
+            .map(|t| t.ptr)
+            .collect();
+        if quantized.is_empty() || self.widened.is_some() {
+            return Ok((0, 0));
+        }
+        // SAFETY: valid tensors; pure queries.
+        let floats: usize = quantized
+            .iter()
+            .map(|t| unsafe { sys::ggml_nelements(t.as_ptr()) } as usize)
+            .sum();
+        let bytes = floats * std::mem::size_of::<f32>();
+        // SAFETY: pure query.
+        let overhead = unsafe { sys::ggml_tensor_overhead() } * quantized.len();
+        // SAFETY: ggml allocates and owns the context's memory (freed in Drop).
+        let ctx = NonNull::new(unsafe {
+            sys::ggml_init(sys::ggml_init_params {
+                mem_size: bytes + overhead + 1024,
+                mem_buffer: std::ptr::null_mut(),
+                no_alloc: false,
+            })
+        })
+        .ok_or_else(|| {
+            format!("could not allocate {bytes} bytes for f32 copies of the quantized tensors")
+        })?;
+        self.widened = Some(ctx);
+        for &src in &quantized {
+            // SAFETY: `src` is a valid tensor whose data is loaded and
+            // contiguous (checked below before reading it); the new tensor
+            // has the same element count, allocated in `ctx` (sized above);
+            // to_float reads nelements values of the source's type and
+            // writes as many f32.
+            unsafe {
+                let s = src.as_ref();
+                let traits = sys::ggml_get_type_traits(s.type_);
+                let to_float = traits.as_ref().and_then(|t| t.to_float);
+                let name = CStr::from_ptr(sys::ggml_get_name(s))
+                    .to_string_lossy()
+                    .into_owned();
+                let Some(to_float) = to_float.filter(|_| sys::ggml_is_contiguous(s)) else {
+                    return Err(format!(
+                        "tensor {name} ({}) cannot be converted to f32",
+                        Tensor {
+                            ptr: src,
+                            _file: PhantomData
+                        }
+                        .type_name()
+                    ));
+                };
+                let dst = sys::ggml_new_tensor_4d(
+                    ctx.as_ptr(),
+                    sys::GGML_TYPE_F32,
+                    s.ne[0],
+                    s.ne[1],
+                    s.ne[2],
+                    s.ne[3],
+                );
+                if dst.is_null() {
+                    return Err(format!("no room for the f32 copy of {name}"));
+                }
+                sys::ggml_set_name(dst, sys::ggml_get_name(s));
+                to_float(s.data, (*dst).data as *mut f32, sys::ggml_nelements(s));
+            }
+        }
+        Ok((quantized.len(), bytes))
     }
 
     /// Names of all tensors in the file.
@@ -171,6 +263,9 @@ impl Drop for GgufFile {
         // SAFETY: each freed once; tensors borrowed from the file cannot
         // outlive it (Tensor<'_>).
         unsafe {
+            if let Some(widened) = self.widened {
+                sys::ggml_free(widened.as_ptr());
+            }
             sys::ggml_free(self.tensors.as_ptr());
             sys::gguf_free(self.gguf.as_ptr());
         }
