@@ -31,6 +31,9 @@ pub struct Item {
     /// The Python reference implementation's answer, when it was run.
     #[serde(default)]
     pub reference: Option<String>,
+    /// How far the reference's answer led its runner-up (log-probability).
+    #[serde(default)]
+    pub reference_margin: Option<f64>,
 }
 
 impl Item {

@@ -19,6 +19,7 @@ pub struct Outcome {
     pub expected: String,
     pub answer: String,
     pub reference: Option<String>,
+    pub reference_margin: Option<f64>,
 }
 
 impl Outcome {
@@ -35,7 +36,15 @@ impl Outcome {
             expected: item.answer.clone(),
             answer: answer.text,
             reference: item.reference.clone(),
+            reference_margin: item.reference_margin,
         }
+    }
+
+    /// Whether the reference answered this item and differs.
+    fn disagrees(&self) -> bool {
+        self.reference
+            .as_deref()
+            .is_some_and(|r| r.trim() != self.answer.trim())
     }
 
     pub fn correct(&self) -> bool {
@@ -128,11 +137,20 @@ impl Report {
         if with.is_empty() {
             return None;
         }
-        let same = with
-            .iter()
-            .filter(|o| o.reference.as_deref().map(str::trim) == Some(o.answer.trim()))
-            .count();
+        let same = with.iter().filter(|o| !o.disagrees()).count();
         Some((same as f64 / with.len() as f64, with.len()))
+    }
+
+    /// The widest lead the reference's answer had on an item the runtime
+    /// answers otherwise: small means every disagreement was a close call
+    /// (arithmetic, not a different model). None without disagreements or
+    /// margins.
+    pub fn widest_disagreement(&self) -> Option<f64> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.disagrees())
+            .filter_map(|o| o.reference_margin)
+            .reduce(f64::max)
     }
 }
 
@@ -157,6 +175,22 @@ impl fmt::Display for Report {
             writeln!(f, "reference_agreement: {agreement:.3}")?;
             writeln!(f, "n_reference: {n}")?;
         }
+        for o in self.outcomes.iter().filter(|o| o.disagrees()) {
+            let margin = o
+                .reference_margin
+                .map_or(String::new(), |m| format!(", reference ahead by {m:.3}"));
+            writeln!(
+                f,
+                "# disagreement: {} ({}): runtime {:?}, reference {:?}{margin}",
+                o.id,
+                o.family,
+                o.answer.trim(),
+                o.reference.as_deref().unwrap_or("").trim()
+            )?;
+        }
+        if let Some(widest) = self.widest_disagreement() {
+            writeln!(f, "reference_disagreement_margin_max: {widest:.3}")?;
+        }
         Ok(())
     }
 }
@@ -174,7 +208,35 @@ mod tests {
             expected: expected.into(),
             answer: answer.into(),
             reference: Some(answer.into()),
+            reference_margin: Some(5.0),
         }
+    }
+
+    #[test]
+    fn disagreements_are_listed_with_the_widest_reference_margin() {
+        let mut close = outcome("count", 0, "2", "3");
+        close.reference = Some("2".into());
+        close.reference_margin = Some(0.25);
+        let mut closer = outcome("count", 0, "1", "1");
+        closer.reference = Some("0".into());
+        closer.reference_margin = Some(0.125);
+        let report = Report::new(
+            vec![outcome("count", 0, "1", "1"), close, closer],
+            Duration::from_secs(1),
+        );
+        assert_eq!(report.reference_agreement(), Some((1.0 / 3.0, 3)));
+        assert_eq!(report.widest_disagreement(), Some(0.25));
+        let text = report.to_string();
+        assert!(
+            text.contains("runtime \"3\", reference \"2\", reference ahead by 0.250\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reference_disagreement_margin_max: 0.250\n"),
+            "{text}"
+        );
+        let agreeing = Report::new(vec![outcome("count", 0, "1", "1")], Duration::from_secs(1));
+        assert_eq!(agreeing.widest_disagreement(), None);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 """The Python reference answers a `vigil eval` dataset: encoder and
 resampler on onnxruntime, the LM and the blocks in numpy (gguf_lm.py,
 xattn.py) over the same GGUF files the runtime loads. Each item's answer is
-written into dataset.json as `reference`; `vigil eval` reports how often the
-runtime agrees.
+written into dataset.json as `reference`, with `reference_margin`: how far
+(log-probability) it led the runner-up; `vigil eval` reports how often the
+runtime agrees, and how close the calls it disagrees on were.
 
 Scoring is the runtime's (watch/ask.rs): each candidate " answer" is scored
 by the sum of its tokens' log-probabilities after the prompt."""
@@ -100,7 +101,7 @@ class Reference:
         for c in cands:
             cand = self.tokens[("p", f" {c}")]
             groups.setdefault(tuple(cand[:-1]), []).append((c, cand))
-        best, best_lp = None, -np.inf
+        scores = {}
         for prefix, members in groups.items():
             seq = ids + list(prefix)
             first = len(ids) - 1
@@ -108,10 +109,11 @@ class Reference:
             logp = logits - logits.max(-1, keepdims=True)
             logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
             for c, cand in members:
-                lp = sum(logp[j, t] for j, t in enumerate(cand))
-                if lp > best_lp:
-                    best, best_lp = c, lp
-        return best
+                scores[c] = sum(logp[j, t] for j, t in enumerate(cand))
+        # The first best in candidate order, as the runtime breaks ties.
+        best = max(cands, key=lambda c: (scores[c], -cands.index(c)))
+        runner_up = max((scores[c] for c in cands if c != best), default=scores[best])
+        return best, float(scores[best] - runner_up)
 
     def logits(self, tokens, media_of, kv, first):
         """gguf_lm.LM.forward, with the LM head applied only to the rows from
@@ -146,7 +148,7 @@ def run(dataset, models, lm, adapter, resampler, vigil="../target/release/vigil"
     started = time.time()
     right = 0
     for i, item in enumerate(data["items"]):
-        item["reference"] = ref.answer(dataset, item)
+        item["reference"], item["reference_margin"] = ref.answer(dataset, item)
         right += item["reference"] == item["answer"]
         if (i + 1) % 50 == 0:
             log(f"reference: {i + 1}/{len(data['items'])}, accuracy so far {right / (i + 1):.3f}, "
