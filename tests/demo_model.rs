@@ -43,15 +43,15 @@ fn figures(stdout: &str) -> BTreeMap<String, f64> {
 /// with the Python reference's answers).
 ///
 /// The floors are what the committed demo model reaches on this subset
-/// (presence .94, count .71, reference agreement .87), less about two
+/// (presence .94, count .76, reference agreement .90), less about two
 /// binomial standard deviations (presence: √(.94·.06/17) ≈ .06; count:
-/// √(.71·.29/17) ≈ .11; agreement: √(.87·.13/102) ≈ .03, widened to .07
-/// because llama.cpp's quantized-activation kernels differ between CPUs),
-/// and each is well above chance (presence .5, count .25), so a runtime
-/// that stops seeing the image fails. Motion and change (.47 and .71 here,
-/// .61 and .68 on the full held-out set) and the few-shot gain are not yet
-/// far enough above chance to floor, and are only checked to be reported
-/// (models/demo/EVAL.md).
+/// √(.76·.24/17) ≈ .10; agreement: √(.90·.10/102) ≈ .03, widened to .08
+/// because the LM's quantized-activation kernels in llama.cpp differ
+/// between CPUs and every disagreement is a close call), and each is well
+/// above chance (presence .5, count .25), so a runtime that stops seeing
+/// the image fails. Motion and change (.53 and .76 here, .64 and .65 on the
+/// full held-out set) and the few-shot gain are not yet far enough above
+/// chance to floor, and are only checked to be reported (models/demo/EVAL.md).
 #[test]
 fn held_out_subset_meets_the_accuracy_floors() {
     let _turn = CPU_HEAVY
@@ -79,8 +79,8 @@ fn held_out_subset_meets_the_accuracy_floors() {
     let f = figures(&stdout);
     let floors = [
         ("accuracy_presence", 0.82),
-        ("accuracy_count", 0.50),
-        ("reference_agreement", 0.80),
+        ("accuracy_count", 0.55),
+        ("reference_agreement", 0.82),
     ];
     for (name, floor) in floors {
         let value = *f
