@@ -3,7 +3,12 @@
 Input: the cached encoder features of T frames, [T, tokens, feature_dim].
 They are projected to the resampler width (Flamingo keeps the encoder width;
 a projection lets a small resampler sit on a wide encoder), given a learned
-embedding per frame position, and flattened to T·tokens media tokens. A set
+embedding per frame position, and flattened to T·tokens media tokens.
+Optionally (weights with `diff_mix.weight`, the demo model's
+`--frame-diffs`) each projected token first gets `diff_mix` times its change
+since the previous frame at the same grid place, so that what moved,
+appeared or left is in the tokens themselves; a still (T = 1) is unchanged
+by it. A set
 of learned latents then goes through `depth` layers of
 
     latents += Attn(q = LN(latents), kv = concat(LN(media), LN(latents)))
@@ -59,8 +64,18 @@ def build(w, tokens_per_frame):
     feats = g.input("features", ["T", tokens_per_frame, c["feature_dim"]])
 
     x = g.linear(feats, w["proj_in.weight"], w["proj_in.bias"], "proj_in")
-    # Frame position embeddings: the first T rows of the table.
     t = g.op("Slice", [g.op("Shape", [feats]), g.const("i0", np.array([0], np.int64)), g.const("i1", np.array([1], np.int64))], "t")
+    if "diff_mix.weight" in w:
+        # Optional: x += diff_mix @ (x - the same place one frame earlier);
+        # the first frame's "earlier" is itself, so a still is unchanged.
+        # The earlier frames are [x0, x0, x1, ...] cut to T rows, which
+        # needs no empty tensor when T = 1.
+        first = g.op("Slice", [x, g.const("d0", np.array([0], np.int64)), g.const("d1", np.array([1], np.int64))], "first_frame")
+        shifted = g.op("Concat", [first, x], "shifted", axis=0)
+        before = g.op("Slice", [shifted, g.const("d0b", np.array([0], np.int64)), t], "frame_before")
+        change = g.op("Sub", [x, before], "change")
+        x = g.op("Add", [x, g.linear(change, w["diff_mix.weight"], None, "diff_mix")], "with_change")
+    # Frame position embeddings: the first T rows of the table.
     embs = g.op("Slice", [g.const("frame_embs", w["frame_embs"]), g.const("zero", np.array([0], np.int64)), t], "embs")
     x = g.op("Add", [x, embs], "timed")
     media = g.op("Reshape", [x, g.const("flat", np.array([-1, width], np.int64))], "media")

@@ -157,8 +157,11 @@ impl GgufFile {
             .map(|t| unsafe { sys::ggml_nelements(t.as_ptr()) } as usize)
             .sum();
         let bytes = floats * std::mem::size_of::<f32>();
-        // SAFETY: pure query.
-        let overhead = unsafe { sys::ggml_tensor_overhead() } * quantized.len();
+        // SAFETY: pure query. ggml rounds each tensor's data up to
+        // GGML_MEM_ALIGN (16 bytes): a block-quantized tensor's element
+        // count is a multiple of its block (32), so f32 copies need no
+        // padding today; the 16 per tensor keeps it right for any type.
+        let overhead = (unsafe { sys::ggml_tensor_overhead() } + 16) * quantized.len();
         // SAFETY: ggml allocates and owns the context's memory (freed in Drop).
         let ctx = NonNull::new(unsafe {
             sys::ggml_init(sys::ggml_init_params {
