@@ -983,7 +983,7 @@ def main():
     p = argparse.ArgumentParser(prog="vigil_kit.demo.train")
     p.add_argument("--prep", required=True, help="the folder `vigil_kit.demo prepare` wrote")
     p.add_argument("--out", required=True, help="the trained weights (.npz)")
-    p.add_argument("--steps", type=int, default=600, help="steps of the second stage (the blocks on the answers)")
+    p.add_argument("--steps", type=int, default=1200, help="steps of the second stage (the blocks on the answers)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=50)
@@ -996,9 +996,9 @@ def main():
     p.add_argument("--pretrain-lr", type=float, default=1e-3)
     p.add_argument("--place-embeddings", action="store_true",
                    help="the resampler also learns where in the 7×7 grid each feature sits (Resampler)")
-    p.add_argument("--frame-diffs", action="store_true",
+    p.add_argument("--frame-diffs", action=argparse.BooleanOptionalAction, default=True,
                    help="the resampler also sees each grid place's change since the previous frame (Resampler)")
-    p.add_argument("--state-noise", type=float, default=0.0,
+    p.add_argument("--state-noise", type=float, default=0.04,
                    help="relative noise on the hidden states entering each block while training, and on those the "
                         "blocks' query maps are fitted on (state_noise; the runtime's LM differs by ~0.03)")
     p.add_argument("--balance-steps", type=int, default=0,
