@@ -10,7 +10,7 @@
 #                                   (target/eval-subset, reference answers in)
 #   scripts/demo-model.sh eval      the full held-out set through `vigil eval`
 #
-# Environment: STEPS (second-stage training steps, default 1200), THREADS (default 2).
+# Environment: STEPS (second-stage training steps; train.py's default when unset), THREADS (default 2).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -85,9 +85,9 @@ case "${1:-}" in
       step "labelling every prepared frame with its objects"
       kit labels --data "$here/data" --prep "$prep"
     fi
-    step "training (stage 1, then ${STEPS:-1200} steps)"
+    step "training (stage 1, then stage 2${STEPS:+ for $STEPS steps})"
     mkdir -p "$here/target/train"
-    (cd "$here/tools" && OPENBLAS_NUM_THREADS=${THREADS:-2} /usr/bin/python3 -m vigil_kit.demo.train --prep "$prep" --steps "${STEPS:-1200}" \
+    (cd "$here/tools" && OPENBLAS_NUM_THREADS=${THREADS:-2} /usr/bin/python3 -m vigil_kit.demo.train --prep "$prep" ${STEPS:+--steps "$STEPS"} \
       --eval-every "${EVAL_EVERY:-200}" --threads "${THREADS:-2}" --out "$here/target/train/weights.npz") 2>&1 | tee "$here/target/train/train.log"
     kit export --weights "$here/target/train/weights.npz" --lm "$lm" \
       --encoder-meta "$models/efficientnet-lite0.json" --out "$demo"
