@@ -88,7 +88,8 @@ case "${1:-}" in
     step "training (stage 1, then stage 2${STEPS:+ for $STEPS steps})"
     mkdir -p "$here/target/train"
     (cd "$here/tools" && OPENBLAS_NUM_THREADS=${THREADS:-2} /usr/bin/python3 -m vigil_kit.demo.train --prep "$prep" ${STEPS:+--steps "$STEPS"} \
-      --eval-every "${EVAL_EVERY:-200}" --threads "${THREADS:-2}" --out "$here/target/train/weights.npz") 2>&1 | tee "$here/target/train/train.log"
+      --eval-every "${EVAL_EVERY:-200}" --threads "${THREADS:-2}" --vigil "$vigil" --lm "$lm" \
+      --out "$here/target/train/weights.npz") 2>&1 | tee "$here/target/train/train.log"
     kit export --weights "$here/target/train/weights.npz" --lm "$lm" \
       --encoder-meta "$models/efficientnet-lite0.json" --out "$demo"
     cp "$here/target/train/train.log" "$demo/train.log"

@@ -129,6 +129,20 @@ enum Command {
         #[arg(long)]
         lm: PathBuf,
     },
+    /// The LM's hidden states for the model kit: token id sequences as
+    /// JSON on stdin ({"sequences": [[...], ...]}), the output of layer
+    /// --layer for every token written to --out as f32 rows.
+    #[command(hide = true)]
+    LmStates {
+        #[arg(long)]
+        lm: PathBuf,
+        #[arg(long)]
+        layer: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+    },
     /// Measure a stage's latency (median of N runs), one `name: value` line per figure.
     Bench {
         #[command(subcommand)]
@@ -435,6 +449,20 @@ fn main() -> ExitCode {
                 .and_then(|_| vigil::eval::tokenize(&lm, &request))
                 .map(|reply| format!("{reply}\n"));
             printed("tokenize", reply)
+        }
+        Command::LmStates {
+            lm,
+            layer,
+            out,
+            threads,
+        } => {
+            vigil::logging::init("warn");
+            let mut request = String::new();
+            let reply = std::io::Read::read_to_string(&mut std::io::stdin(), &mut request)
+                .map_err(|e| format!("stdin: {e}"))
+                .and_then(|_| vigil::eval::lm_states(&lm, layer, threads, &request, &out))
+                .map(|reply| format!("{reply}\n"));
+            printed("lm-states", reply)
         }
         Command::Probe {
             source,

@@ -225,3 +225,62 @@ fn bad_inputs_are_errors_not_aborts() {
     assert!(matches!(Model::load(&truncated), Err(LmError::Load(_))));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `vigil lm-states`, which the model kit trains the demo blocks on: one
+/// row per token, a prefix's rows are the longer sequence's first rows
+/// (causal: what the kit's cache relies on), and bad requests say what is
+/// wrong.
+#[test]
+fn lm_states_are_per_token_causal_and_check_their_input() {
+    let dir = std::env::temp_dir().join(format!("vigil-states-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("states.f32");
+    let model = Model::load(&smollm2()).unwrap();
+    let long = model
+        .tokenize("Question: Is there a cat? Answer: yes", true)
+        .unwrap();
+    let short = &long[..5];
+    let request = serde_json::json!({"sequences": [long, short]}).to_string();
+    let reply = vigil::eval::lm_states(&smollm2(), 22, 1, &request, &out).unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["n_embd"], 576);
+    assert_eq!(reply["rows"], (long.len() + 5) as u64);
+    let values: Vec<f32> = std::fs::read(&out)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(values.len(), (long.len() + 5) * 576);
+    let row = |i: usize| &values[i * 576..(i + 1) * 576];
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    for i in 0..5 {
+        let (a, b) = (row(i), row(long.len() + i));
+        let diff: Vec<f32> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+        assert!(
+            norm(&diff) <= 1e-4 * norm(a),
+            "row {i}: {} vs {}",
+            norm(&diff),
+            norm(a)
+        );
+    }
+    // Different tokens, different states (not a constant or a copy).
+    let (a, b) = (row(3), row(4));
+    let diff: Vec<f32> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    assert!(norm(&diff) > 0.1 * norm(a));
+
+    let err = |layer: usize, request: &str| {
+        vigil::eval::lm_states(&smollm2(), layer, 1, request, &out).unwrap_err()
+    };
+    let e = err(22, r#"{"sequences": [[1, 99999]]}"#);
+    assert!(
+        e.contains("sequence 0, token 1: id 99999 is outside the vocabulary"),
+        "{e}"
+    );
+    let e = err(29, r#"{"sequences": [[1]]}"#);
+    assert!(e.contains("--layer 29") && e.contains("0..=28"), "{e}");
+    let e = err(22, r#"{"sequences": [[1], []]}"#);
+    assert!(e.contains("sequence 1 is empty"), "{e}");
+    let e = err(22, r#"{"tokens": [[1]]}"#);
+    assert!(e.contains("unknown field `tokens`"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

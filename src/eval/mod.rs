@@ -9,9 +9,11 @@
 mod dataset;
 mod report;
 mod run;
+mod states;
 mod tokenize;
 
 pub use dataset::{Dataset, Item};
 pub use report::Report;
 pub use run::{EvalOptions, evaluate};
+pub use states::lm_states;
 pub use tokenize::tokenize;

@@ -23,6 +23,14 @@ The math is the kit's reference (gguf_lm.py for the LM, xattn.py for the
 blocks, resampler.py for the resampler), written in torch; `--check` compares
 this forward pass with the numpy reference on the same weights.
 
+The runtime's LM is not that f32 pass: Q4_1 weights times 8-bit
+activations move the hidden state entering the first block by 2.5-5 % of
+its norm, in structured directions that the blocks turned into flipped
+answers. With `--vigil` and `--lm`, stage 2 also trains on the runtime's
+own states (`vigil lm-states`), half the rows each way (`--runtime-share`),
+and the blocks' query maps are fitted on both: the same prompt with the
+same target either way, so the blocks learn to ignore where the two differ.
+
 Speed: everything below the first block depends only on the text, so the
 hidden states entering the first block are computed once per distinct token
 sequence (without autograd) and cached; the backward pass covers only the
@@ -37,7 +45,9 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -90,14 +100,45 @@ class FrozenLM:
             })
         self.head_dim = config["n_embd"] // config["n_head"]
         self.cache = {}
+        self.runtime = None
+        self.quantized = {}  # (token ids, layer) → the runtime's states entering that layer
 
     def warm(self, sequences, first):
         """Fills the cache for many sequences at once (batched: one padded
         forward per 64 sequences of similar length, ~20x faster than one
-        by one)."""
+        by one); with a runtime, its states too."""
         todo = sorted({tuple(s) for s in sequences} - set(self.cache), key=len)
         self.cache.update(zip(todo, self.states(todo, first)))
+        if self.runtime:
+            self.runtime_states(todo, first)
         return len(todo)
+
+    def use_runtime(self, vigil, gguf, threads):
+        """States entering the first block may also come from the runtime
+        itself (`vigil lm-states`: the quantized GGUF on llama.cpp), which
+        differ from this f32 pass by 3-5 % of their norm in structured
+        directions (models/demo/EVAL.md)."""
+        self.runtime = (vigil, gguf, threads)
+
+    def runtime_states(self, sequences, first):
+        """The runtime's hidden states entering layer `first`, one [len, d]
+        per sequence; fetched once per distinct sequence."""
+        vigil, gguf, threads = self.runtime
+        todo = sorted({tuple(s) for s in sequences if (tuple(s), first) not in self.quantized}, key=len)
+        if todo:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = subprocess.run(
+                    [vigil, "lm-states", "--lm", gguf, "--layer", str(first - 1), "--threads", str(threads),
+                     "--out", f"{tmp}/states.f32"],
+                    input=json.dumps({"sequences": [list(s) for s in todo]}), capture_output=True, text=True)
+                if out.returncode != 0:
+                    raise SystemExit(f"{vigil} lm-states: {out.stderr.strip() or out.returncode}")
+                rows = np.fromfile(f"{tmp}/states.f32", dtype="<f4").reshape(-1, self.c["n_embd"])
+            at = 0
+            for key in todo:
+                self.quantized[(key, first)] = torch.from_numpy(rows[at : at + len(key)].copy())
+                at += len(key)
+        return [self.quantized[(tuple(s), first)] for s in sequences]
 
     def states(self, sequences, first, batch=64):
         """Hidden states entering layer `first`, one [len, d] per sequence
@@ -120,20 +161,20 @@ class FrozenLM:
                     out[j] = h[b, : len(sequences[j])].clone()
         return out
 
-    def lower(self, tokens, lengths, first):
+    def lower(self, tokens, lengths, first, runtime_share=0.0):
         """Hidden states entering layer `first` for a padded batch, from a
-        cache keyed by each row's token ids (no media reaches them)."""
+        cache keyed by each row's token ids (no media reaches them): each
+        row the runtime's with probability `runtime_share`, else this f32
+        pass's."""
         B, S = tokens.shape
         x = torch.zeros(B, S, self.c["n_embd"])
         for b in range(B):
             key = tuple(tokens[b, : lengths[b]].tolist())
+            if self.runtime and runtime_share > 0 and (runtime_share >= 1 or torch.rand(()) < runtime_share):
+                x[b, : lengths[b]] = self.runtime_states([key], first)[0]
+                continue
             if key not in self.cache:
-                with torch.no_grad():
-                    h = self.embd[tokens[b : b + 1, : lengths[b]]]
-                    tables = self.rope_tables(lengths[b])
-                    for il in range(first):
-                        h = self.layer(il, h, tables)
-                self.cache[key] = h[0].clone()
+                self.cache[key] = self.states([key], first)[0]
             x[b, : lengths[b]] = self.cache[key]
         return x
 
@@ -331,11 +372,12 @@ def state_noise(x, relative, generator=None):
 
 
 class Model(nn.Module):
-    def __init__(self, lm, seed, places=False, diffs=False, state_noise=0.0):
+    def __init__(self, lm, seed, places=False, diffs=False, state_noise=0.0, runtime_share=0.0):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.lm = lm
         self.state_noise = state_noise
+        self.runtime_share = runtime_share
         self.resampler = Resampler(gen, places, diffs)
         self.blocks = nn.ModuleDict({str(layer): XAttn(lm.c["n_embd"], R_WIDTH, gen) for layer in LAYERS})
 
@@ -346,7 +388,9 @@ class Model(nn.Module):
         self.media = media  # for the auxiliary loss
         tables = self.lm.rope_tables(tokens.shape[1])
         first = min(LAYERS)
-        x = self.lm.lower(tokens, lengths, first)
+        # Evaluated as the runtime answers: on its states, where it has them.
+        share = self.runtime_share if self.training else 1.0
+        x = self.lm.lower(tokens, lengths, first, share)
         for il in range(first, self.lm.c["n_layer"]):
             if il in LAYERS:
                 if self.training and self.state_noise > 0:
@@ -789,6 +833,12 @@ def init_blocks(model, data, scale=30.0, noise=0.0):
         ev, null = evidence(head, readout, writes, model.resampler, data)
         q_target = torch.stack([queries[o] if r == role else null for r, o in prompts.values()])
         x = torch.stack([h[-1] for h in lm.states(list(prompts), int(layer))])
+        if lm.runtime:
+            # Fitted on the runtime's states beside the f32 ones: the same
+            # prompts, the same targets, so the map learns to ignore where
+            # the two differ.
+            x = torch.cat([x, torch.stack([h[-1] for h in lm.runtime_states(list(prompts), int(layer))])])
+            q_target = q_target.repeat(2, 1)
         if noise > 0:
             # Fitted on noisy copies too: a few hundred prompts in 576
             # dimensions, fitted exactly, leave a map that magnifies the
@@ -858,7 +908,10 @@ def train(args):
     torch.set_num_threads(1)
     tok = json.load(open(f"{args.prep}/tokens.json"))
     lm = FrozenLM(f"{args.prep}/lm.npz", tok["lm"])
-    model = Model(lm, args.seed, places=args.place_embeddings, diffs=args.frame_diffs, state_noise=args.state_noise)
+    if args.vigil:
+        lm.use_runtime(args.vigil, args.lm, args.threads)
+    model = Model(lm, args.seed, places=args.place_embeddings, diffs=args.frame_diffs, state_noise=args.state_noise,
+                  runtime_share=args.runtime_share if args.vigil else 0.0)
     data = Data(args.prep, "train", args.seed)
     val = Data(args.prep, "val", args.seed + 1)
     if args.pretrain_steps or args.object_weight:
@@ -961,6 +1014,7 @@ def save(model, args, step, seconds):
                      "balance_steps": args.balance_steps, "balance_lr": args.balance_lr,
                      "place_embeddings": args.place_embeddings, "frame_diffs": args.frame_diffs,
                      "state_noise": args.state_noise,
+                     "runtime_share": args.runtime_share if args.vigil else 0.0,
                      "count_weights": COUNT_WEIGHTS if args.balance_steps else None,
                      "object_weight": args.object_weight,
                      "torch": torch.__version__},
@@ -1032,10 +1086,24 @@ def main():
                                     "(to try second stages without redoing the first)")
     p.add_argument("--init-scale", type=float, default=30.0,
                    help="how far one unit of a started block's evidence moves the residual (init_blocks)")
+    p.add_argument("--vigil", help="the runtime's binary: with --lm, stage 2 also trains on the runtime's own hidden "
+                                   "states entering the first block (`vigil lm-states`; --runtime-share)")
+    p.add_argument("--lm", help="the GGUF the runtime answers with (the one `prepare` dequantized)")
+    p.add_argument("--runtime-share", type=float, default=0.5,
+                   help="with --vigil: share of stage 2's rows whose states come from the runtime (the rest: the "
+                        "f32 pass); validation always uses the runtime's")
     p.add_argument("--check", action="store_true", help="write a forward-pass check file instead of training")
     args = p.parse_args()
     if not 0.0 <= args.naming_share < 1.0:
         p.error(f"--naming-share {args.naming_share}: a share of the steps, from 0 up to (not including) 1")
+    if bool(args.vigil) != bool(args.lm):
+        p.error("--vigil and --lm go together: the runtime's binary and the GGUF it answers with")
+    if args.vigil and not (os.path.isfile(args.vigil) and os.access(args.vigil, os.X_OK)):
+        p.error(f"--vigil {args.vigil}: not an executable file (build it: make release)")
+    if args.lm and not os.path.isfile(args.lm):
+        p.error(f"--lm {args.lm}: no such file (fetch it: make models)")
+    if not 0.0 <= args.runtime_share <= 1.0:
+        p.error(f"--runtime-share {args.runtime_share}: a share of the rows, from 0 to 1")
     if args.check:
         check(args)
     else:
