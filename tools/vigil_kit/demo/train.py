@@ -116,9 +116,21 @@ class FrozenLM:
     def use_runtime(self, vigil, gguf, threads):
         """States entering the first block may also come from the runtime
         itself (`vigil lm-states`: the quantized GGUF on llama.cpp), which
-        differ from this f32 pass by 3-5 % of their norm in structured
+        differ from this f32 pass by 2.5-5 % of their norm in structured
         directions (models/demo/EVAL.md)."""
         self.runtime = (vigil, gguf, threads)
+
+    def runtime_gap(self, first):
+        """How far the runtime's states entering layer `first` are from
+        this pass's, relative to their norm, over the cached sequences
+        (every token but the first): (mean, largest)."""
+        gaps = []
+        for key, f32 in self.cache.items():
+            q = self.quantized.get((key, first))
+            if q is not None and len(key) > 1:
+                gaps.append(((q[1:] - f32[1:]).norm(dim=-1) / f32[1:].norm(dim=-1)))
+        gaps = torch.cat(gaps)
+        return gaps.mean().item(), gaps.max().item()
 
     def runtime_states(self, sequences, first):
         """The runtime's hidden states entering layer `first`, one [len, d]
@@ -957,6 +969,14 @@ def train(args):
             sequences.append(data.sequence(shots, q, a)[0])
     n = lm.warm(sequences, min(LAYERS))
     log(f"cached the hidden states below layer {min(LAYERS)} of {n} token sequences in {time.time() - started:.0f} s")
+    if lm.runtime:
+        mean, worst = lm.runtime_gap(min(LAYERS))
+        log(f"the runtime's states differ from the f32 pass's by {mean:.1%} of their norm (largest {worst:.1%})")
+        if mean > 0.2:
+            # Quantization moves them by a few percent; this much means
+            # another model (or another tokenizer's ids).
+            raise SystemExit(f"--lm {args.lm}: its hidden states are {mean:.0%} away from those of the LM "
+                             f"`prepare` dequantized into {args.prep}/lm.npz: pass the same GGUF")
     kinds, probs = list(KINDS), mix(args.naming_share)
     rng = np.random.default_rng(args.seed)
     started, history = time.time(), []
