@@ -192,6 +192,18 @@ fn printed(command: &str, r: Result<String, String>) -> ExitCode {
     }
 }
 
+/// A model-kit helper command: a JSON request on stdin, `answer`'s JSON
+/// reply on stdout (errors on stderr, exit 1).
+fn kit_request(command: &str, answer: impl FnOnce(&str) -> Result<String, String>) -> ExitCode {
+    vigil::logging::init("warn");
+    let mut request = String::new();
+    let reply = std::io::Read::read_to_string(&mut std::io::stdin(), &mut request)
+        .map_err(|e| format!("stdin: {e}"))
+        .and_then(|_| answer(&request))
+        .map(|reply| format!("{reply}\n"));
+    printed(command, reply)
+}
+
 fn client_result(r: Result<(), vigil::api::cli::CliError>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -442,28 +454,16 @@ fn main() -> ExitCode {
             printed("eval", report)
         }
         Command::Tokenize { lm } => {
-            vigil::logging::init("warn");
-            let mut request = String::new();
-            let reply = std::io::Read::read_to_string(&mut std::io::stdin(), &mut request)
-                .map_err(|e| format!("stdin: {e}"))
-                .and_then(|_| vigil::eval::tokenize(&lm, &request))
-                .map(|reply| format!("{reply}\n"));
-            printed("tokenize", reply)
+            kit_request("tokenize", |request| vigil::eval::tokenize(&lm, request))
         }
         Command::LmStates {
             lm,
             layer,
             out,
             threads,
-        } => {
-            vigil::logging::init("warn");
-            let mut request = String::new();
-            let reply = std::io::Read::read_to_string(&mut std::io::stdin(), &mut request)
-                .map_err(|e| format!("stdin: {e}"))
-                .and_then(|_| vigil::eval::lm_states(&lm, layer, threads, &request, &out))
-                .map(|reply| format!("{reply}\n"));
-            printed("lm-states", reply)
-        }
+        } => kit_request("lm-states", |request| {
+            vigil::eval::lm_states(&lm, layer, threads, request, &out)
+        }),
         Command::Probe {
             source,
             frames,
