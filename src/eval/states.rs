@@ -2,7 +2,7 @@
 //! GGUF on llama.cpp, no adapter) computes at one layer's output, for the
 //! model kit. The demo model's blocks train on these instead of the f32
 //! states of the dequantized weights: the quantization moves the state
-//! entering the first block by 3-5 % of its norm, in directions that
+//! entering the first block by ~3 % of its norm (up to 6 %), in directions that
 //! isotropic training noise did not cover (models/demo/EVAL.md).
 
 use std::cell::RefCell;

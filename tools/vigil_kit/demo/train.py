@@ -24,7 +24,7 @@ blocks, resampler.py for the resampler), written in torch; `--check` compares
 this forward pass with the numpy reference on the same weights.
 
 The runtime's LM is not that f32 pass: Q4_1 weights times 8-bit
-activations move the hidden state entering the first block by 2.5-5 % of
+activations move the hidden state entering the first block by ~3 % of
 its norm, in structured directions that the blocks turned into flipped
 answers. With `--vigil` and `--lm`, stage 2 also trains on the runtime's
 own states (`vigil lm-states`), half the rows each way (`--runtime-share`),
@@ -116,7 +116,7 @@ class FrozenLM:
     def use_runtime(self, vigil, gguf, threads):
         """States entering the first block may also come from the runtime
         itself (`vigil lm-states`: the quantized GGUF on llama.cpp), which
-        differ from this f32 pass by 2.5-5 % of their norm in structured
+        differ from this f32 pass by ~3 % of their norm (up to 6 %) in structured
         directions (models/demo/EVAL.md)."""
         self.runtime = (vigil, gguf, threads)
 
