@@ -270,15 +270,17 @@ class XAttn(nn.Module):
         f = F.linear(F.gelu(F.linear(x, self.up).float()), self.down).float()
         return y + torch.tanh(self.ffn_gate) * has * f
 
+    # Each parameter's name in the adapter file (xattn.py); export and
+    # load_weights both go by it.
+    FILE_NAMES = {
+        "attn_norm_w": "attn_norm.weight", "attn_norm_b": "attn_norm.bias", "q": "attn_q.weight",
+        "k": "attn_k.weight", "v": "attn_v.weight", "o": "attn_output.weight", "attn_gate": "attn_gate",
+        "ffn_norm_w": "ffn_norm.weight", "ffn_norm_b": "ffn_norm.bias", "up": "ffn_up.weight",
+        "down": "ffn_down.weight", "ffn_gate": "ffn_gate",
+    }
+
     def export(self):
-        g = lambda p: p.detach().float().numpy().copy()  # noqa: E731
-        return {
-            "attn_norm.weight": g(self.attn_norm_w), "attn_norm.bias": g(self.attn_norm_b),
-            "attn_q.weight": g(self.q), "attn_k.weight": g(self.k), "attn_v.weight": g(self.v),
-            "attn_output.weight": g(self.o), "attn_gate": g(self.attn_gate),
-            "ffn_norm.weight": g(self.ffn_norm_w), "ffn_norm.bias": g(self.ffn_norm_b),
-            "ffn_up.weight": g(self.up), "ffn_down.weight": g(self.down), "ffn_gate": g(self.ffn_gate),
-        }
+        return {name: getattr(self, attr).detach().float().numpy().copy() for attr, name in self.FILE_NAMES.items()}
 
 
 class Resampler(nn.Module):
@@ -1166,12 +1168,8 @@ def load_weights(model, w, path):
     for i, layer in enumerate(r.layers):
         for name, param in layer.items():
             put(param, f"resampler.layers.{i}." + name.replace("__", "."))
-    params = {"attn_norm_w": "attn_norm.weight", "attn_norm_b": "attn_norm.bias", "q": "attn_q.weight",
-              "k": "attn_k.weight", "v": "attn_v.weight", "o": "attn_output.weight", "attn_gate": "attn_gate",
-              "ffn_norm_w": "ffn_norm.weight", "ffn_norm_b": "ffn_norm.bias", "up": "ffn_up.weight",
-              "down": "ffn_down.weight", "ffn_gate": "ffn_gate"}
     for layer, block in model.blocks.items():
-        for attr, name in params.items():
+        for attr, name in XAttn.FILE_NAMES.items():
             put(getattr(block, attr), f"xattn.{layer}.{name}")
 
 
