@@ -42,20 +42,31 @@ fn figures(stdout: &str) -> BTreeMap<String, f64> {
 /// 17 few-shot episodes asked with 0 and 2 examples; `make test` writes it
 /// with the Python reference's answers).
 ///
-/// The floors are what the committed demo model reaches on this subset
-/// (presence 1.00, count .71, motion .94, 2-shot naming .82, reference
-/// agreement 1.00), less about two binomial standard deviations at its
-/// full held-out rate, and at least two answers of 17 (.12), because the
-/// LM's quantized-activation kernels in llama.cpp differ between CPUs:
-/// presence (.98: √(.98·.02/17) ≈ .03) at .88; count (.70: ≈ .11) at .48;
-/// motion (.95: ≈ .05) at .82; 2-shot naming (.78: ≈ .10) at .62;
-/// agreement (√(.99·.01/102) ≈ .01, widened to .10 for the kernels) at
-/// .90. Each is well above chance (presence, motion and naming .5, count
-/// .25), so a runtime that stops seeing the image, or mixes up which
-/// image a text attends to, fails. Change (.88 here and on the full
-/// held-out set) is only checked to be reported: on these 17 the majority
-/// answer ("no") already scores .82, so they cannot tell a model that
-/// sees a change from one that never does (models/demo/EVAL.md).
+/// The floors are the goals less two binomial standard deviations
+/// at the goal on 17 questions, or what the committed demo model reaches
+/// on this subset less about two at its full held-out rate, whichever is
+/// higher, with room for two of the model's right answers to flip (.12),
+/// because the LM's quantized-activation kernels in llama.cpp differ
+/// between CPUs (count, at its goal's floor, has room for one). The model (full held-out rate in brackets): presence 1.00
+/// (.98), count .71 (.70), motion .94 (.95), change .88 (.88), 2-shot
+/// naming .82 (.78), agreement 1.00 (.987).
+/// - presence: goal .95 − 2·√(.95·.05/17) = .84; model 1.00 − 2 answers
+///   = .88: at .88;
+/// - count: goal .80 − 2·√(.80·.20/17) = .61: at .60 (the model's 12 of 17
+///   may lose one);
+/// - motion: goal .85 − 2·√(.85·.15/17) = .68; model .94 − 2 answers = .82:
+///   at .82;
+/// - change: goal .85 − 2·√(.85·.15/17) = .68: at .68. Weak on these 17:
+///   the majority answer ("no") scores .82, so it only catches a change
+///   path that answers mostly "yes";
+/// - 2-shot naming (the gain's 17 paired episodes cannot resolve 10
+///   points): model .82 − 2·√(.78·.22/17) = .62: at .62;
+/// - agreement: goal .98 − 2·√(.98·.02/102) = .95, widened for the CPUs'
+///   kernels: at .90.
+///
+/// Each is above chance (presence, motion, change and naming .5, count
+/// .25), so a runtime that stops seeing the image, or mixes up which image
+/// a text attends to, fails (models/demo/EVAL.md).
 #[test]
 fn held_out_subset_meets_the_accuracy_floors() {
     let _turn = CPU_HEAVY
@@ -83,8 +94,9 @@ fn held_out_subset_meets_the_accuracy_floors() {
     let f = figures(&stdout);
     let floors = [
         ("accuracy_presence", 0.88),
-        ("accuracy_count", 0.48),
+        ("accuracy_count", 0.60),
         ("accuracy_motion", 0.82),
+        ("accuracy_change", 0.68),
         ("accuracy_fewshot_2shot", 0.62),
         ("reference_agreement", 0.90),
     ];
