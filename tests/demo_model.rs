@@ -47,9 +47,10 @@ fn figures(stdout: &str) -> BTreeMap<String, f64> {
 /// on this subset less about two at its full held-out rate, whichever is
 /// higher, with room for two of the model's right answers to flip (.12),
 /// because the LM's quantized-activation kernels in llama.cpp differ
-/// between CPUs (count, at its goal's floor, has room for one). The model (full held-out rate in brackets): presence 1.00
-/// (.98), count .71 (.70), motion .94 (.95), change .88 (.88), 2-shot
-/// naming .82 (.78), agreement 1.00 (.987).
+/// between CPUs (count, at its goal's floor, has room for one). The model
+/// (full held-out rate in brackets): presence 1.00 (.98), count .71
+/// (.70), motion .94 (.95), change .88 (.88), 2-shot naming .82 (.78),
+/// agreement 1.00 (.987).
 /// - presence: goal .95 − 2·√(.95·.05/17) = .84; model 1.00 − 2 answers
 ///   = .88: at .88;
 /// - count: goal .80 − 2·√(.80·.20/17) = .61: at .60 (the model's 12 of 17

@@ -628,11 +628,11 @@ class ObjectHead(nn.Module):
         return (F.linear(media, self.k).view(N, -1, HEADS, HEAD_DIM),
                 F.linear(media, self.v).view(N, -1, HEADS, HEAD_DIM))
 
-    def null_leak(self, media):
-        """How much the null query reads: the mean squared norm of its
-        attended value over that of a single token's value (scale-free, so
-        that shrinking every value does not count as reading nothing)."""
-        k, v = self.keys_values(media)
+    def null_leak(self, k, v):
+        """How much the null query reads from keys and values
+        (keys_values): the mean squared norm of its attended value over
+        that of a single token's value (scale-free, so that shrinking every
+        value does not count as reading nothing)."""
         a = attend(self.null[None], k, v)
         return a.pow(2).sum(-1).mean() / v.pow(2).sum((-2, -1)).mean()
 
@@ -642,7 +642,11 @@ class ObjectHead(nn.Module):
 
     def forward(self, media):
         """media [N, 64, W] → logits per target kind, each [N, K, classes]."""
-        a = attend(self.queries, *self.keys_values(media))
+        return self.logits(*self.keys_values(media))
+
+    def logits(self, k, v):
+        """Keys and values (keys_values) → logits per target kind."""
+        a = attend(self.queries, k, v)
         return [self.read_outs(a, kind) for kind in range(len(self.outs))]
 
     def accuracies(self, media, targets):
@@ -659,7 +663,8 @@ class ObjectHead(nn.Module):
         """media [N, 64, W], targets [N, K, 4] → the count's cross-entropy
         plus half those of the other target kinds that apply, and the
         accuracy on counts."""
-        logits = self(media)
+        k, v = self.keys_values(media)
+        logits = self.logits(k, v)
         losses = [F.cross_entropy(lg.reshape(-1, lg.shape[-1]), targets[..., i].reshape(-1), ignore_index=-100,
                                   weight=self.count_weights if i == 0 else None)
                   for i, lg in enumerate(logits) if (targets[..., i] != -100).any()]  # the count always applies
@@ -669,7 +674,7 @@ class ObjectHead(nn.Module):
         # questions ask; motion and change add to it.
         loss = losses[0] + 0.5 * sum(losses[1:])
         if self.null is not None:
-            loss = loss + self.null_weight * self.null_leak(media)
+            loss = loss + self.null_weight * self.null_leak(k, v)
         return loss, acc
 
 
@@ -754,17 +759,18 @@ def pretrain(model, data, val, args):
             with torch.no_grad():
                 accs = [model.object_head.loss(model.resampler(f), t)[1].item()
                         for f, t in (media_batch(val, fam, 32) for fam in ("presence", "count"))]
-                clips = ""
+                notes = ""
                 if model.object_head.null is not None:
                     f, _ = media_batch(val, "change", 32)
-                    clips = f"; null leak {model.object_head.null_leak(model.resampler(f)).item():.4f}"
+                    leak = model.object_head.null_leak(*model.object_head.keys_values(model.resampler(f)))
+                    notes = f"; null leak {leak.item():.4f}"
                 if step % (4 * args.log_every) == 0 or step == total:
                     acc = [model.object_head.accuracies(model.resampler(f), t)
                            for f, t in (media_batch(val, fam, 32) for fam in ("motion", "change"))]
                     moving, appeared, left = (np.nanmean([a[kind] for a in acc]) for kind in (1, 2, 3))
-                    clips += f"; clips: moving {moving:.3f} appeared {appeared:.3f} left {left:.3f}"
+                    notes += f"; clips: moving {moving:.3f} appeared {appeared:.3f} left {left:.3f}"
             log(f"pretrain {step}/{total} loss {np.mean([h[0] for h in recent]):.3f} "
-                f"count acc {np.mean([h[1] for h in recent]):.3f} (validation {np.mean(accs):.3f}{clips}) "
+                f"count acc {np.mean([h[1] for h in recent]):.3f} (validation {np.mean(accs):.3f}{notes}) "
                 f"{spent / step:.2f} s/step, ETA {spent / step * (total - step) / 60:.1f} min")
     log(f"pretrain done: {something_report(model, val)}")
 
@@ -1055,9 +1061,10 @@ def train(args):
     if args.pretrain_steps:
         if args.stage1 and os.path.exists(args.stage1):
             state = torch.load(args.stage1)
-            if state.get("null_weight", 0.0) != args.null_weight:
+            trained_with = state.get("null_weight", 0.0)
+            if trained_with != args.null_weight:
                 raise SystemExit(f"--stage1 {args.stage1} was trained with --null-weight "
-                                 f"{state.get('null_weight', 0.0)}, this run asks for {args.null_weight}: "
+                                 f"{trained_with}, this run asks for {args.null_weight}: "
                                  "pass the same, or another --stage1 file")
             model.resampler.load_state_dict(state["resampler"])
             model.object_head.load_state_dict(state["head"])
