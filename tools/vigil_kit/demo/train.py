@@ -293,7 +293,7 @@ class XAttn(nn.Module):
 class Resampler(nn.Module):
     """The Perceiver Resampler of resampler.py: [N, T, 49, F] → [N, 64, W]."""
 
-    def __init__(self, gen, places=False, diffs=False):
+    def __init__(self, gen, places=False, diffs=False, late_places=False):
         super().__init__()
         W, inner = R_WIDTH, R_HEADS * R_HEAD_DIM
 
@@ -315,6 +315,11 @@ class Resampler(nn.Module):
         # only when asked, so that the default draws the same initial
         # weights from `gen` as before they existed.
         self.place_embs = nn.Parameter(torch.randn(1, N_PLACES, W, generator=gen) * 0.5) if places else None
+        if places and late_places:
+            # --late-places: 0 and frozen until `train` lets stage 2 learn
+            # them, so that stage 1 organises the tokens as without them
+            # (drawing nothing from `gen`: stage 1 starts as the default's).
+            self.place_embs = nn.Parameter(torch.zeros(1, N_PLACES, W), requires_grad=False)
         # With --frame-diffs (the default): each projected feature also gets
         # diff_mix @ (itself - the same grid place one frame earlier).
         # Whether an object moved, appeared or left is a change at a place
@@ -336,14 +341,19 @@ class Resampler(nn.Module):
             self.layers.append(layer)
         self.norm_w, self.norm_b = nn.Parameter(torch.ones(W)), nn.Parameter(torch.zeros(W))
 
-    def forward(self, feats):
+    def forward(self, feats, keep_places=None):
+        """keep_places [N] (0 or 1), training only: whose place embeddings
+        are added (--place-dropout); the runtime adds every media's."""
         N, T, n, _ = feats.shape
         W = R_WIDTH
         x = F.linear(feats, self.proj_w, self.proj_b).float()
         if self.diff_mix is not None:
             before = torch.cat([x[:, :1], x[:, :-1]], dim=1)
             x = x + F.linear(x - before, self.diff_mix)
-        x = x + self.embeddings()[:T][None]
+        if keep_places is None:
+            x = x + self.embeddings()[:T][None]
+        else:
+            x = x + self.frame_embs[:T][None] + keep_places.view(N, 1, 1, 1) * self.place_embs[None]
         media = x.reshape(N, T * n, W)
         lat = self.latents[None].expand(N, -1, -1)
         ln = lambda t, p, name: F.layer_norm(t.float(), (W,), p[name + "__weight"], p[name + "__bias"], 1e-5)  # noqa: E731
@@ -393,19 +403,27 @@ def state_noise(x, relative, generator=None):
 
 
 class Model(nn.Module):
-    def __init__(self, lm, seed, places=False, diffs=False, state_noise=0.0, runtime_share=0.0):
+    def __init__(self, lm, seed, places=False, diffs=False, state_noise=0.0, runtime_share=0.0, late_places=False,
+                 place_dropout=0.0):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.lm = lm
         self.state_noise = state_noise
         self.runtime_share = runtime_share
-        self.resampler = Resampler(gen, places, diffs)
+        self.place_dropout = place_dropout
+        self.resampler = Resampler(gen, places, diffs, late_places)
         self.blocks = nn.ModuleDict({str(layer): XAttn(lm.c["n_embd"], R_WIDTH, gen) for layer in LAYERS})
 
     def forward(self, tokens, lengths, media_of, feats):
         """tokens, media_of [B, S]; feats [B, M, T, 49, F] → final hidden [B, S, d]."""
         B, M = feats.shape[:2]
-        media = self.resampler(feats.flatten(0, 1)).view(B, M, R_LATENTS, R_WIDTH)
+        keep = None
+        if self.training and self.place_dropout > 0 and self.resampler.place_embs is not None:
+            # Each media on its own: a naming episode's examples and query
+            # then often differ in whether their tokens say where the
+            # object is, so the name has to follow what it is.
+            keep = (torch.rand(B * M) >= self.place_dropout).float()
+        media = self.resampler(feats.flatten(0, 1), keep).view(B, M, R_LATENTS, R_WIDTH)
         self.media = media  # for the auxiliary loss
         tables = self.lm.rope_tables(tokens.shape[1])
         first = min(LAYERS)
@@ -1012,16 +1030,39 @@ CHOICES = {"presence0": (" yes", " no"), "count0": tuple(f" {c}" for c in range(
            "change0": (" yes", " no"), "presence2": (" yes", " no")}
 
 
+def answer_log_likelihood(model, tokens, lengths, media_of, target, feats):
+    """Per row, the log-likelihood of its answer's tokens (as the runtime
+    scores a choice: the whole continuation)."""
+    hidden = model(tokens, lengths, media_of, feats)
+    out = []
+    for i in range(tokens.shape[0]):
+        rows = (target[i] != -100).nonzero()[:, 0]
+        logp = torch.log_softmax(model.lm.logits(hidden[i, rows]).float(), -1)
+        out.append(logp[torch.arange(len(rows)), target[i, rows]].sum().item())
+    return np.array(out)
+
+
 def evaluate(model, data, batches=3, size=16):
     """Per kind, the share of answers whose deciding token scores highest
     among the kind's choices (as the runtime scores them); naming episodes,
-    whose choices are their examples' names: token accuracy."""
+    whose choices are their examples' two names: the share whose right
+    name's tokens are likelier than the other's (the runtime's choice; the
+    names' token accuracy hid what place embeddings cost naming, EVAL.md)."""
     out = {}
     with torch.no_grad():
         for kind in KINDS:
             accs = []
             for _ in range(batches):
-                tokens, lengths, media_of, target, feats, _ = data.batch(kind, size)
+                tokens, lengths, media_of, target, feats, eps = data.batch(kind, size)
+                if kind == "naming2":
+                    right = answer_log_likelihood(model, tokens, lengths, media_of, target, feats)
+                    other = [(m, shots, q, next(n for _, n in shots if n != a)) for m, shots, q, a in eps]
+                    batch = data.collate(other)[:5]
+                    # Their states below the blocks in one batched call, not one `vigil lm-states` per row.
+                    model.lm.warm([batch[0][i, :n].tolist() for i, n in enumerate(batch[1])], min(LAYERS))
+                    wrong = answer_log_likelihood(model, *batch)
+                    accs.append(float(np.mean(right > wrong)))
+                    continue
                 if kind not in CHOICES:
                     accs.append(loss_and_accuracy(model, tokens, lengths, media_of, target, feats)[1].mean().item())
                     continue
@@ -1052,7 +1093,8 @@ def train(args):
     if args.vigil:
         lm.use_runtime(args.vigil, args.lm, args.threads)
     model = Model(lm, args.seed, places=args.place_embeddings, diffs=args.frame_diffs, state_noise=args.state_noise,
-                  runtime_share=args.runtime_share if args.vigil else 0.0)
+                  runtime_share=args.runtime_share if args.vigil else 0.0, late_places=args.late_places,
+                  place_dropout=args.place_dropout)
     data = Data(args.prep, "train", args.seed)
     val = Data(args.prep, "val", args.seed + 1)
     if args.pretrain_steps or args.object_weight:
@@ -1085,6 +1127,9 @@ def train(args):
             torch.save({"resampler": model.resampler.state_dict(), "head": model.object_head.state_dict(),
                         "change_steps": args.change_steps, "null_weight": args.null_weight}, args.stage1)
         init_blocks(model, data, scale=args.init_scale, noise=args.state_noise)
+    if args.late_places:
+        model.resampler.place_embs.requires_grad_(True)
+        log("place embeddings: learnt from here on (--late-places)")
     named = list(model.named_parameters())
     is_gate = lambda n: n.endswith("_gate")  # noqa: E731
     is_matrix = lambda n, p: p.ndim >= 2 and "latents" not in n and "frame_embs" not in n  # noqa: E731
@@ -1154,7 +1199,7 @@ def train(args):
         if step % args.eval_every == 0 or step == args.steps:
             model.eval()
             accuracy = ", ".join(f"{k} {v:.3f}" for k, v in evaluate(model, val).items())
-            log(f"validation accuracy (the runtime's choice; naming: tokens): {accuracy}")
+            log(f"validation accuracy (the runtime's choice): {accuracy}")
             model.train()
             save(model, args, step, time.time() - started)
     return model
@@ -1176,7 +1221,8 @@ def save(model, args, step, seconds):
                      "balance_steps": args.balance_steps, "balance_lr": args.balance_lr,
                      "change_steps": args.change_steps, "change_lr": args.change_lr,
                      "null_weight": args.null_weight,
-                     "place_embeddings": args.place_embeddings, "frame_diffs": args.frame_diffs,
+                     "place_embeddings": args.place_embeddings, "late_places": args.late_places,
+                     "place_dropout": args.place_dropout, "frame_diffs": args.frame_diffs,
                      "state_noise": args.state_noise,
                      "runtime_share": args.runtime_share if args.vigil else 0.0,
                      "count_weights": COUNT_WEIGHTS if args.balance_steps else None,
@@ -1346,6 +1392,10 @@ def main():
                    help="stage 1's rate falls (cosine) to a tenth by its end, as stage 2's does")
     p.add_argument("--place-embeddings", action="store_true",
                    help="the resampler also learns where in the 7×7 grid each feature sits (Resampler)")
+    p.add_argument("--late-places", action="store_true",
+                   help="with --place-embeddings: they start at 0 and learn only in stage 2 (stage 1 as without them)")
+    p.add_argument("--place-dropout", type=float, default=0.0,
+                   help="with --place-embeddings: stage 2 leaves each media's out with this probability (Model)")
     p.add_argument("--frame-diffs", action=argparse.BooleanOptionalAction, default=True,
                    help="the resampler also sees each grid place's change since the previous frame (Resampler)")
     p.add_argument("--state-noise", type=float, default=0.04,
@@ -1385,6 +1435,10 @@ def main():
     args = p.parse_args()
     if not 0.0 <= args.naming_share < 1.0:
         p.error(f"--naming-share {args.naming_share}: a share of the steps, from 0 up to (not including) 1")
+    if (args.late_places or args.place_dropout) and not args.place_embeddings:
+        p.error("--late-places and --place-dropout go with --place-embeddings")
+    if not 0.0 <= args.place_dropout < 1.0:
+        p.error(f"--place-dropout {args.place_dropout}: a probability, from 0 up to (not including) 1")
     if bool(args.vigil) != bool(args.lm):
         p.error("--vigil and --lm go together: the runtime's binary and the GGUF it answers with")
     if args.vigil and not (os.path.isfile(args.vigil) and os.access(args.vigil, os.X_OK)):
