@@ -1108,6 +1108,12 @@ def train(args):
                 raise SystemExit(f"--stage1 {args.stage1} was trained with --null-weight "
                                  f"{trained_with}, this run asks for {args.null_weight}: "
                                  "pass the same, or another --stage1 file")
+            has_places = "place_embs" in state["resampler"]
+            if has_places != args.place_embeddings:
+                raise SystemExit(f"--stage1 {args.stage1} was trained "
+                                 f"{'with' if has_places else 'without'} --place-embeddings, this run "
+                                 f"{'asks for them' if args.place_embeddings else 'has none'}: "
+                                 "pass the same, or another --stage1 file")
             model.resampler.load_state_dict(state["resampler"])
             model.object_head.load_state_dict(state["head"])
             # Files written before the change phase existed hold the first
