@@ -15,6 +15,9 @@ of learned latents then goes through `depth` layers of
     latents += FFW(LN(latents))          (Linear, GELU, Linear; no biases)
 
 and a final LayerNorm. Output: [n_latents, width] visual tokens.
+Optionally (config `where_width`, weights under `where.`, the demo model's
+`--where`) a second resampler of the same form reads the same features and
+its tokens are concatenated channel-wise: [n_latents, width + where_width].
 
 The frame count T is a symbolic input dimension: the runtime fixes it per
 plan. Weights are random here (fixed seed); the demo-model issue trains them.
@@ -59,30 +62,50 @@ def random_weights(feature_dim, width=384, depth=2, heads=6, head_dim=64, n_late
 
 def build(w, tokens_per_frame):
     c = w["config"]
-    width, heads, head_dim = c["width"], c["heads"], c["head_dim"]
     g = Graph("perceiver_resampler")
     feats = g.input("features", ["T", tokens_per_frame, c["feature_dim"]])
+    out = _read(g, feats, w, "")
+    if c.get("where_width"):
+        # A second resampler on the same features (the demo model's
+        # `--where`), its tokens beside the first's channel-wise: token i
+        # is [first's latent i, second's latent i]. Still n_latents tokens;
+        # a block reads either half by its key and value maps.
+        where = {k[len("where."):]: v for k, v in w.items() if k.startswith("where.")}
+        where["config"] = dict(c, width=c["where_width"])
+        out = g.op("Concat", [out, _read(g, feats, where, "where_")], "both_readers", axis=1)
+    g.output(out, "visual_tokens", [c["n_latents"], visual_width(c)])
+    return g.model("Perceiver Resampler: [T, tokens, feature_dim] → [n_latents, width]")
+
+
+def _read(g, feats, w, prefix):
+    """One resampler's graph on `feats` → its [n_latents, width] tokens;
+    `prefix` keeps its named constants apart from another's."""
+    c = w["config"]
+    width, heads, head_dim = c["width"], c["heads"], c["head_dim"]
+
+    def const(name, array):
+        return g.const(prefix + name, array)
 
     x = g.linear(feats, w["proj_in.weight"], w["proj_in.bias"], "proj_in")
-    t = g.op("Slice", [g.op("Shape", [feats]), g.const("i0", np.array([0], np.int64)), g.const("i1", np.array([1], np.int64))], "t")
+    t = g.op("Slice", [g.op("Shape", [feats]), const("i0", np.array([0], np.int64)), const("i1", np.array([1], np.int64))], "t")
     if "diff_mix.weight" in w:
         # Optional: x += diff_mix @ (x - the same place one frame earlier);
         # the first frame's "earlier" is itself, so a still is unchanged.
         # The earlier frames are [x0, x0, x1, ...] cut to T rows, which
         # needs no empty tensor when T = 1.
-        first = g.op("Slice", [x, g.const("d0", np.array([0], np.int64)), g.const("d1", np.array([1], np.int64))], "first_frame")
+        first = g.op("Slice", [x, const("d0", np.array([0], np.int64)), const("d1", np.array([1], np.int64))], "first_frame")
         shifted = g.op("Concat", [first, x], "shifted", axis=0)
-        before = g.op("Slice", [shifted, g.const("d0b", np.array([0], np.int64)), t], "frame_before")
+        before = g.op("Slice", [shifted, const("d0b", np.array([0], np.int64)), t], "frame_before")
         change = g.op("Sub", [x, before], "change")
         x = g.op("Add", [x, g.linear(change, w["diff_mix.weight"], None, "diff_mix")], "with_change")
     # Frame position embeddings: the first T rows of the table.
-    embs = g.op("Slice", [g.const("frame_embs", w["frame_embs"]), g.const("zero", np.array([0], np.int64)), t], "embs")
+    embs = g.op("Slice", [const("frame_embs", w["frame_embs"]), const("zero", np.array([0], np.int64)), t], "embs")
     x = g.op("Add", [x, embs], "timed")
-    media = g.op("Reshape", [x, g.const("flat", np.array([-1, width], np.int64))], "media")
+    media = g.op("Reshape", [x, const("flat", np.array([-1, width], np.int64))], "media")
 
-    latents = g.const("latents", w["latents"])
-    split_heads = g.const("split_heads", np.array([-1, heads, head_dim], np.int64))
-    merge_heads = g.const("merge_heads", np.array([-1, heads * head_dim], np.int64))
+    latents = const("latents", w["latents"])
+    split_heads = const("split_heads", np.array([-1, heads, head_dim], np.int64))
+    merge_heads = const("merge_heads", np.array([-1, heads * head_dim], np.int64))
     for i in range(c["depth"]):
         p = f"layers.{i}."
         m = g.layer_norm(media, w[p + "norm_media.weight"], w[p + "norm_media.bias"])
@@ -109,9 +132,12 @@ def build(w, tokens_per_frame):
         h = g.gelu(h)
         h = g.linear(h, w[p + "ff2.weight"], None, "ff2")
         latents = g.op("Add", [latents, h], "lat_ff")
-    out = g.layer_norm(latents, w["norm.weight"], w["norm.bias"])
-    g.output(out, "visual_tokens", [c["n_latents"], width])
-    return g.model("Perceiver Resampler: [T, tokens, feature_dim] → [n_latents, width]")
+    return g.layer_norm(latents, w["norm.weight"], w["norm.bias"])
+
+
+def visual_width(c):
+    """The tokens' width: the resampler's, plus the second's (build)."""
+    return c["width"] + c.get("where_width", 0)
 
 
 def metadata(w, tokens_per_frame, trained=False):
@@ -120,11 +146,11 @@ def metadata(w, tokens_per_frame, trained=False):
         "kind": "resampler",
         "name": "perceiver-resampler",
         "input": {"name": "features", "shape": ["T", tokens_per_frame, c["feature_dim"]]},
-        "output": {"name": "visual_tokens", "shape": [c["n_latents"], c["width"]]},
+        "output": {"name": "visual_tokens", "shape": [c["n_latents"], visual_width(c)]},
         "feature_dim": c["feature_dim"],
         "tokens_per_frame": tokens_per_frame,
         "n_latents": c["n_latents"],
-        "d_visual": c["width"],
+        "d_visual": visual_width(c),
         "max_frames": c["max_frames"],
         "config": c,
         "weights": "trained" if trained else "random (seed 0)",

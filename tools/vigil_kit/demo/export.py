@@ -44,7 +44,7 @@ def export(weights, lm_path, encoder_meta, out):
             _, layer, name = k.split(".", 2)
             blocks[int(layer)][name] = z[k]
     adapter_config = dict(layers=config["layers"], heads=config["heads"], head_dim=config["head_dim"],
-                          ff_length=config["ff_length"], visual_dim=rc["width"], eps=1e-5)
+                          ff_length=config["ff_length"], visual_dim=resampler.visual_width(rc), eps=1e-5)
     lm = gguf_lm.LM(lm_path)
     xattn.Adapter(adapter_config, blocks, lm.identity()).write(os.path.join(out, ADAPTER), matrix_type="q8_0")
     with open(os.path.join(out, "training.json"), "w") as f:

@@ -404,7 +404,7 @@ def state_noise(x, relative, generator=None):
 
 class Model(nn.Module):
     def __init__(self, lm, seed, places=False, diffs=False, state_noise=0.0, runtime_share=0.0, late_places=False,
-                 place_dropout=0.0):
+                 place_dropout=0.0, where=False):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.lm = lm
@@ -412,7 +412,18 @@ class Model(nn.Module):
         self.runtime_share = runtime_share
         self.place_dropout = place_dropout
         self.resampler = Resampler(gen, places, diffs, late_places)
-        self.blocks = nn.ModuleDict({str(layer): XAttn(lm.c["n_embd"], R_WIDTH, gen) for layer in LAYERS})
+        # --where: a second resampler, with place embeddings, whose tokens
+        # sit beside the first's channel-wise (resampler.build). With
+        # places in every token, counts rose (0.70 → 0.81) but naming fell
+        # (few-shot gain +29 → +4): the tokens said where an object was as
+        # well as what it was, and a naming episode's examples and query
+        # show it in different places. Here the count block reads the
+        # second's half and every other block the first's (init_blocks:
+        # WHERE_ROLES). Its own generator, so that the rest draws the same
+        # initial weights as without it.
+        self.where = Resampler(torch.Generator().manual_seed(seed + 3), True, diffs) if where else None
+        visual = R_WIDTH * (2 if where else 1)
+        self.blocks = nn.ModuleDict({str(layer): XAttn(lm.c["n_embd"], visual, gen) for layer in LAYERS})
 
     def forward(self, tokens, lengths, media_of, feats):
         """tokens, media_of [B, S]; feats [B, M, T, 49, F] → final hidden [B, S, d]."""
@@ -424,6 +435,8 @@ class Model(nn.Module):
             # object is, so the name has to follow what it is.
             keep = (torch.rand(B * M) >= self.place_dropout).float()
         media = self.resampler(feats.flatten(0, 1), keep).view(B, M, R_LATENTS, R_WIDTH)
+        if self.where is not None:
+            media = torch.cat([media, self.where(feats.flatten(0, 1)).view(B, M, R_LATENTS, R_WIDTH)], -1)
         self.media = media  # for the auxiliary loss
         tables = self.lm.rope_tables(tokens.shape[1])
         first = min(LAYERS)
@@ -712,7 +725,10 @@ def object_loss(model, data, eps):
     forward pass just run)."""
     media = model.media.flatten(0, 1)
     targets = torch.from_numpy(np.stack([data.labels.targets(rows) for e in eps for rows in e[0]]))
-    return model.object_head.loss(media, targets)
+    loss, acc = model.object_head.loss(media[..., :R_WIDTH], targets)
+    if model.where is not None:
+        loss = loss + model.where_head.loss(media[..., R_WIDTH:], targets)[0]
+    return loss, acc
 
 
 def media_batch(data, family, size):
@@ -882,6 +898,9 @@ BLOCK_ROLES = {
     23: ("presence", 0, "any"), 24: ("count", 0, "digits"),
     25: ("motion", 1, "yes"), 27: ("appear", 2, "yes"), 29: ("leave", 3, "yes"),
 }
+# With --where, the roles whose block reads the second resampler (the one
+# with place embeddings).
+WHERE_ROLES = ("count",)
 
 
 def _role(it):
@@ -986,10 +1005,14 @@ def init_blocks(model, data, scale=30.0, noise=0.0):
     digits = torch.stack([d_of(f" {c}") for c in range(4)])
     digits = digits - digits.mean(0)
     prompts = decision_prefixes(data)
-    queries = head.queries.detach()
     for layer, block in model.blocks.items():
         role, readout, writes = BLOCK_ROLES[int(layer)]
-        ev, null = evidence(head, readout, writes, model.resampler, data)
+        # With --where, which reader (resampler and head) the block reads,
+        # and where that reader's half of the tokens sits.
+        half = 1 if model.where is not None and role in WHERE_ROLES else 0
+        head, resampler = (model.where_head, model.where) if half else (model.object_head, model.resampler)
+        queries = head.queries.detach()
+        ev, null = evidence(head, readout, writes, resampler, data)
         q_target = torch.stack([queries[o] if r == role else null for r, o in prompts.values()])
         x = torch.stack([h[-1] for h in lm.states(list(prompts), int(layer))])
         if lm.runtime:
@@ -1018,10 +1041,14 @@ def init_blocks(model, data, scale=30.0, noise=0.0):
         o = o * (scale / yes_no.norm())
         with torch.no_grad():
             block.q.copy_(w)
-            block.k.copy_(head.k)
-            block.v.copy_(head.v)
+            # Zeros on the other reader's half: the block reads exactly
+            # what its head read.
+            block.k.zero_()
+            block.v.zero_()
+            block.k[:, half * R_WIDTH:(half + 1) * R_WIDTH] = head.k
+            block.v[:, half * R_WIDTH:(half + 1) * R_WIDTH] = head.v
             block.o.copy_(o)
-        log(f"block before layer {layer}: reads {role}; query map R² {fit.item():.3f}")
+        log(f"block before layer {layer}: reads {role}{' (--where)' if half else ''}; query map R² {fit.item():.3f}")
 
 
 # The answers the runtime chooses between, per kind; it decides on the first
@@ -1082,6 +1109,55 @@ def mix(naming_share):
     return np.array([naming_share if k == "naming2" else v * (1.0 - naming_share) / rest for k, v in KINDS.items()])
 
 
+class Reader:
+    """A resampler and the ObjectHead trained on its tokens: what stage 1
+    (pretrain, change_phase) trains."""
+
+    def __init__(self, resampler, object_head):
+        self.resampler, self.object_head = resampler, object_head
+
+
+def stage_one(reader, option, places, data, val, args):
+    """Stage 1 of one reader: loaded from the file of `option` (--stage1,
+    --where-stage1) when it exists, else trained (and written there if
+    given)."""
+    path = getattr(args, option[2:].replace("-", "_"))
+    if path and os.path.exists(path):
+        state = torch.load(path)
+        trained_with = state.get("null_weight", 0.0)
+        if trained_with != args.null_weight:
+            raise SystemExit(f"{option} {path} was trained with --null-weight {trained_with}, this run asks for "
+                             f"{args.null_weight}: pass the same, or another stage-1 file")
+        if "place_embs" in state["resampler"] and not state["resampler"]["place_embs"].any():
+            # A --late-places stage 1: its place embeddings were 0 and
+            # frozen throughout, so it is a stage 1 without them.
+            del state["resampler"]["place_embs"]
+        has_places = "place_embs" in state["resampler"]
+        if has_places != places:
+            fix = ("--where-stage1 takes a stage 1 trained with --place-embeddings" if option == "--where-stage1"
+                   else "pass the same --place-embeddings as when it was trained, or another file")
+            raise SystemExit(f"{option} {path} was trained {'with' if has_places else 'without'} place "
+                             f"embeddings, this run needs one {'with' if places else 'without'}: {fix}")
+        reader.resampler.load_state_dict(state["resampler"])
+        reader.object_head.load_state_dict(state["head"])
+        # Files written before the change phase existed hold the first
+        # two phases only: the change phase then runs on top.
+        done = state.get("change_steps", 0)
+        log(f"stage 1 loaded from {path}" + ("" if done else " (without a change phase)"))
+    else:
+        pretrain(reader, data, val, args)
+        done = 0
+    if args.balance_steps:
+        # The change phase and stage 2's every-object loss weigh counts
+        # as the balancing phase did.
+        reader.object_head.count_weights = torch.tensor(COUNT_WEIGHTS)
+    if args.change_steps and not done:
+        change_phase(reader, data, val, args)
+    if path and not os.path.exists(path):
+        torch.save({"resampler": reader.resampler.state_dict(), "head": reader.object_head.state_dict(),
+                    "change_steps": args.change_steps, "null_weight": args.null_weight}, path)
+
+
 def train(args):
     torch.manual_seed(args.seed)
     # Matmuls run on OpenBLAS's own threads (OPENBLAS_NUM_THREADS, set by
@@ -1094,44 +1170,20 @@ def train(args):
         lm.use_runtime(args.vigil, args.lm, args.threads)
     model = Model(lm, args.seed, places=args.place_embeddings, diffs=args.frame_diffs, state_noise=args.state_noise,
                   runtime_share=args.runtime_share if args.vigil else 0.0, late_places=args.late_places,
-                  place_dropout=args.place_dropout)
+                  place_dropout=args.place_dropout, where=args.where)
     data = Data(args.prep, "train", args.seed)
     val = Data(args.prep, "val", args.seed + 1)
     if args.pretrain_steps or args.object_weight:
         model.object_head = ObjectHead(len(data.objects), torch.Generator().manual_seed(args.seed + 2),
                                        null_weight=args.null_weight)
+        if model.where is not None:
+            model.where_head = ObjectHead(len(data.objects), torch.Generator().manual_seed(args.seed + 4),
+                                          null_weight=args.null_weight)
     if args.pretrain_steps:
-        if args.stage1 and os.path.exists(args.stage1):
-            state = torch.load(args.stage1)
-            trained_with = state.get("null_weight", 0.0)
-            if trained_with != args.null_weight:
-                raise SystemExit(f"--stage1 {args.stage1} was trained with --null-weight "
-                                 f"{trained_with}, this run asks for {args.null_weight}: "
-                                 "pass the same, or another --stage1 file")
-            has_places = "place_embs" in state["resampler"]
-            if has_places != args.place_embeddings:
-                raise SystemExit(f"--stage1 {args.stage1} was trained "
-                                 f"{'with' if has_places else 'without'} --place-embeddings, this run "
-                                 f"{'asks for them' if args.place_embeddings else 'has none'}: "
-                                 "pass the same, or another --stage1 file")
-            model.resampler.load_state_dict(state["resampler"])
-            model.object_head.load_state_dict(state["head"])
-            # Files written before the change phase existed hold the first
-            # two phases only: the change phase then runs on top.
-            done = state.get("change_steps", 0)
-            log(f"stage 1 loaded from {args.stage1}" + ("" if done else " (without a change phase)"))
-        else:
-            pretrain(model, data, val, args)
-            done = 0
-        if args.balance_steps:
-            # The change phase and stage 2's every-object loss weigh counts
-            # as the balancing phase did.
-            model.object_head.count_weights = torch.tensor(COUNT_WEIGHTS)
-        if args.change_steps and not done:
-            change_phase(model, data, val, args)
-        if args.stage1 and not os.path.exists(args.stage1):
-            torch.save({"resampler": model.resampler.state_dict(), "head": model.object_head.state_dict(),
-                        "change_steps": args.change_steps, "null_weight": args.null_weight}, args.stage1)
+        stage_one(Reader(model.resampler, model.object_head), "--stage1", args.place_embeddings, data, val, args)
+        if model.where is not None:
+            log("--where: stage 1 of the second resampler (place embeddings)")
+            stage_one(Reader(model.where, model.where_head), "--where-stage1", True, data, val, args)
         init_blocks(model, data, scale=args.init_scale, noise=args.state_noise)
     if args.late_places:
         model.resampler.place_embs.requires_grad_(True)
@@ -1213,12 +1265,15 @@ def train(args):
 
 def save(model, args, step, seconds):
     weights = {f"resampler.{k}": v for k, v in model.resampler.export().items()}
+    if model.where is not None:
+        weights.update({f"resampler.where.{k}": v for k, v in model.where.export().items()})
     for layer, block in model.blocks.items():
         weights.update({f"xattn.{layer}.{k}": v for k, v in block.export().items()})
     config = {
         "layers": LAYERS, "heads": HEADS, "head_dim": HEAD_DIM, "ff_length": FF,
         "resampler": {"feature_dim": FEATURE_DIM, "width": R_WIDTH, "depth": R_DEPTH, "heads": R_HEADS,
-                      "head_dim": R_HEAD_DIM, "n_latents": R_LATENTS, "max_frames": R_FRAMES, "ff_mult": R_FF_MULT},
+                      "head_dim": R_HEAD_DIM, "n_latents": R_LATENTS, "max_frames": R_FRAMES, "ff_mult": R_FF_MULT,
+                      **({"where_width": R_WIDTH} if model.where is not None else {})},
         "training": {"steps": step, "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "seed": args.seed,
                      "threads": args.threads, "seconds": round(seconds),
                      "kinds": dict(zip(KINDS, mix(args.naming_share).round(4).tolist())), "gate_lr_mult": GATE_LR_MULT,
@@ -1228,7 +1283,7 @@ def save(model, args, step, seconds):
                      "change_steps": args.change_steps, "change_lr": args.change_lr,
                      "null_weight": args.null_weight,
                      "place_embeddings": args.place_embeddings, "late_places": args.late_places,
-                     "place_dropout": args.place_dropout, "frame_diffs": args.frame_diffs,
+                     "place_dropout": args.place_dropout, "where": args.where, "frame_diffs": args.frame_diffs,
                      "state_noise": args.state_noise,
                      "runtime_share": args.runtime_share if args.vigil else 0.0,
                      "count_weights": COUNT_WEIGHTS if args.balance_steps else None,
@@ -1259,17 +1314,19 @@ def load_weights(model, w, path):
     if missing:
         raise SystemExit(f"{path}: not weights train.py saved (no {', '.join(missing)})")
     put = lambda param, name: param.data.copy_(torch.from_numpy(w[name]).reshape(param.shape))  # noqa: E731
-    r = model.resampler
-    r.frame_embs = nn.Parameter(torch.from_numpy(w["resampler.frame_embs"]))
-    r.place_embs = None
-    for param, name in ((r.proj_w, "proj_in.weight"), (r.proj_b, "proj_in.bias"), (r.latents, "latents"),
-                        (r.norm_w, "norm.weight"), (r.norm_b, "norm.bias")):
-        put(param, f"resampler.{name}")
-    if r.diff_mix is not None:
-        put(r.diff_mix, "resampler.diff_mix.weight")
-    for i, layer in enumerate(r.layers):
-        for name, param in layer.items():
-            put(param, f"resampler.layers.{i}." + name.replace("__", "."))
+    for r, prefix in ((model.resampler, "resampler."), (model.where, "resampler.where.")):
+        if r is None:
+            continue
+        r.frame_embs = nn.Parameter(torch.from_numpy(w[prefix + "frame_embs"]))
+        r.place_embs = None
+        for param, name in ((r.proj_w, "proj_in.weight"), (r.proj_b, "proj_in.bias"), (r.latents, "latents"),
+                            (r.norm_w, "norm.weight"), (r.norm_b, "norm.bias")):
+            put(param, prefix + name)
+        if r.diff_mix is not None:
+            put(r.diff_mix, prefix + "diff_mix.weight")
+        for i, layer in enumerate(r.layers):
+            for name, param in layer.items():
+                put(param, f"{prefix}layers.{i}." + name.replace("__", "."))
     for layer, block in model.blocks.items():
         for attr, name in XAttn.FILE_NAMES.items():
             put(getattr(block, attr), f"xattn.{layer}.{name}")
@@ -1320,7 +1377,7 @@ def validate(args):
     if args.vigil:
         lm.use_runtime(args.vigil, args.lm, args.threads)
     weights = read_weights(args.validate)
-    model = Model(lm, args.seed, diffs="resampler.diff_mix.weight" in weights)
+    model = Model(lm, args.seed, diffs="resampler.diff_mix.weight" in weights, where="resampler.where.latents" in weights)
     load_weights(model, weights, args.validate)
     model.eval()
     val = Data(args.prep, "val", args.seed + 1)
@@ -1402,6 +1459,10 @@ def main():
                    help="with --place-embeddings: they start at 0 and learn only in stage 2 (stage 1 as without them)")
     p.add_argument("--place-dropout", type=float, default=0.0,
                    help="with --place-embeddings: stage 2 leaves each media's out with this probability (Model)")
+    p.add_argument("--where", action="store_true",
+                   help="a second resampler, with place embeddings, beside the first (which has none); the count "
+                        "block reads it (Model, WHERE_ROLES)")
+    p.add_argument("--where-stage1", help="with --where: the second resampler's stage 1, as --stage1 is the first's")
     p.add_argument("--frame-diffs", action=argparse.BooleanOptionalAction, default=True,
                    help="the resampler also sees each grid place's change since the previous frame (Resampler)")
     p.add_argument("--state-noise", type=float, default=0.04,
@@ -1443,6 +1504,12 @@ def main():
         p.error(f"--naming-share {args.naming_share}: a share of the steps, from 0 up to (not including) 1")
     if (args.late_places or args.place_dropout) and not args.place_embeddings:
         p.error("--late-places and --place-dropout go with --place-embeddings")
+    if args.where and args.place_embeddings:
+        p.error("--where gives place embeddings to a second resampler only: drop --place-embeddings")
+    if args.where and not args.pretrain_steps:
+        p.error("--where: the blocks start from stage 1's heads (init_blocks): --pretrain-steps must be > 0")
+    if args.where_stage1 and not args.where:
+        p.error("--where-stage1 goes with --where")
     if not 0.0 <= args.place_dropout < 1.0:
         p.error(f"--place-dropout {args.place_dropout}: a probability, from 0 up to (not including) 1")
     if bool(args.vigil) != bool(args.lm):
