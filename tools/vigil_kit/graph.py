@@ -15,6 +15,10 @@ class Graph:
         self.inputs = []
         self.outputs = []
         self._count = 0
+        # When set: matrices and tables (2+ dimensions) are stored as
+        # float16 and cast to float32 in the graph, which halves the file;
+        # runtimes fold the cast into the constant when they load it.
+        self.half_weights = False
 
     def fresh(self, hint):
         self._count += 1
@@ -24,6 +28,10 @@ class Graph:
         array = np.asarray(array)
         if array.dtype == np.float64:
             array = array.astype(np.float32)
+        if self.half_weights and array.dtype == np.float32 and array.ndim >= 2:
+            self.initializers.append(numpy_helper.from_array(array.astype(np.float16), name + "_f16"))
+            self.nodes.append(helper.make_node("Cast", [name + "_f16"], [name], name=name, to=TensorProto.FLOAT))
+            return name
         self.initializers.append(numpy_helper.from_array(array, name))
         return name
 

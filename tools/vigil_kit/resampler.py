@@ -60,9 +60,12 @@ def random_weights(feature_dim, width=384, depth=2, heads=6, head_dim=64, n_late
     return w
 
 
-def build(w, tokens_per_frame):
+def build(w, tokens_per_frame, half_weights=False):
+    """The ONNX graph; `half_weights`: its matrices stored as float16
+    (Graph.half_weights)."""
     c = w["config"]
     g = Graph("perceiver_resampler")
+    g.half_weights = half_weights
     feats = g.input("features", ["T", tokens_per_frame, c["feature_dim"]])
     out = _read(g, feats, w, "")
     if c.get("where_width"):
