@@ -1128,9 +1128,10 @@ def stage_one(reader, option, places, data, val, args):
         if trained_with != args.null_weight:
             raise SystemExit(f"{option} {path} was trained with --null-weight {trained_with}, this run asks for "
                              f"{args.null_weight}: pass the same, or another stage-1 file")
-        if "place_embs" in state["resampler"] and not state["resampler"]["place_embs"].any():
+        if not places and "place_embs" in state["resampler"] and not state["resampler"]["place_embs"].any():
             # A --late-places stage 1: its place embeddings were 0 and
-            # frozen throughout, so it is a stage 1 without them.
+            # frozen throughout, so it is a stage 1 without them (and
+            # still one for another --late-places run).
             del state["resampler"]["place_embs"]
         has_places = "place_embs" in state["resampler"]
         if has_places != places:
