@@ -419,8 +419,10 @@ class Model(nn.Module):
         # well as what it was, and a naming episode's examples and query
         # show it in different places. Here the count block reads the
         # second's half and every other block the first's (init_blocks:
-        # WHERE_ROLES). Its own generator, so that the rest draws the same
-        # initial weights as without it.
+        # WHERE_ROLES). Measured held out (EVAL.md, W): count 0.74, few-shot
+        # gain +5, no better than either, so it stays off by default. Its
+        # own generator, so that the rest draws the same initial weights as
+        # without it.
         self.where = Resampler(torch.Generator().manual_seed(seed + 3), True, diffs) if where else None
         visual = R_WIDTH * (2 if where else 1)
         self.blocks = nn.ModuleDict({str(layer): XAttn(lm.c["n_embd"], visual, gen) for layer in LAYERS})
