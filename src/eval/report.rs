@@ -126,6 +126,20 @@ impl Report {
         Some(100.0 * (two.accuracy - zero.accuracy))
     }
 
+    /// Count questions: how often each expected count got each answer, so
+    /// that one sees where counting errs (e.g. 2 answered as 1, or the
+    /// model's counts running low), not only how often.
+    pub fn count_confusion(&self) -> BTreeMap<String, BTreeMap<String, usize>> {
+        let mut out: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for o in self.outcomes.iter().filter(|o| o.family == "count") {
+            *out.entry(o.expected.trim().to_string())
+                .or_default()
+                .entry(o.answer.trim().to_string())
+                .or_default() += 1;
+        }
+        out
+    }
+
     /// Share of items whose answer equals the reference's, over items that
     /// have one.
     pub fn reference_agreement(&self) -> Option<(f64, usize)> {
@@ -170,6 +184,13 @@ impl fmt::Display for Report {
         }
         if let Some(gain) = self.fewshot_gain() {
             writeln!(f, "fewshot_gain: {gain:.1}")?;
+        }
+        for (expected, answers) in self.count_confusion() {
+            let answered: Vec<String> = answers
+                .iter()
+                .map(|(answer, n)| format!("{answer} ×{n}"))
+                .collect();
+            writeln!(f, "# count {expected} answered as: {}", answered.join(", "))?;
         }
         if let Some((agreement, n)) = self.reference_agreement() {
             writeln!(f, "reference_agreement: {agreement:.3}")?;
@@ -237,6 +258,30 @@ mod tests {
         );
         let agreeing = Report::new(vec![outcome("count", 0, "1", "1")], Duration::from_secs(1));
         assert_eq!(agreeing.widest_disagreement(), None);
+    }
+
+    #[test]
+    fn count_answers_are_tallied_per_expected_count() {
+        let report = Report::new(
+            vec![
+                outcome("count", 0, "2", "1"),
+                outcome("count", 0, "2", "2"),
+                outcome("count", 0, "2", "1"),
+                outcome("count", 0, "0", "0"),
+                outcome("presence", 0, "yes", "no"),
+            ],
+            Duration::from_secs(1),
+        );
+        let confusion = report.count_confusion();
+        assert_eq!(confusion.len(), 2, "presence is not a count: {confusion:?}");
+        assert_eq!(confusion["2"]["1"], 2);
+        assert_eq!(confusion["2"]["2"], 1);
+        let text = report.to_string();
+        assert!(
+            text.contains("# count 2 answered as: 1 ×2, 2 ×1\n"),
+            "{text}"
+        );
+        assert!(text.contains("# count 0 answered as: 0 ×1\n"), "{text}");
     }
 
     #[test]
