@@ -129,14 +129,24 @@ impl Report {
     /// Count questions: how often each expected count got each answer, so
     /// that one sees where counting errs (e.g. 2 answered as 1, or the
     /// model's counts running low), not only how often.
-    pub fn count_confusion(&self) -> BTreeMap<String, BTreeMap<String, usize>> {
-        let mut out: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    pub fn count_confusion(&self) -> Vec<(String, Vec<(String, usize)>)> {
+        let mut tally: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
         for o in self.outcomes.iter().filter(|o| o.family == "count") {
-            *out.entry(o.expected.trim().to_string())
+            *tally
+                .entry(o.expected.trim().to_string())
                 .or_default()
                 .entry(o.answer.trim().to_string())
                 .or_default() += 1;
         }
+        let mut out: Vec<(String, Vec<(String, usize)>)> = tally
+            .into_iter()
+            .map(|(expected, answers)| {
+                let mut answers: Vec<(String, usize)> = answers.into_iter().collect();
+                answers.sort_by(|a, b| count_order(&a.0, &b.0));
+                (expected, answers)
+            })
+            .collect();
+        out.sort_by(|a, b| count_order(&a.0, &b.0));
         out
     }
 
@@ -165,6 +175,18 @@ impl Report {
             .filter(|o| o.disagrees())
             .filter_map(|o| o.reference_margin)
             .reduce(f64::max)
+    }
+}
+
+/// Counts in numeric order ("2" before "10"), then any answer that is not a
+/// number, in text order: a string sort would put an answered "10" between
+/// "1" and "2".
+fn count_order(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+        (Err(_), Err(_)) => a.cmp(b),
     }
 }
 
@@ -268,19 +290,32 @@ mod tests {
                 outcome("count", 0, "2", "2"),
                 outcome("count", 0, "2", "1"),
                 outcome("count", 0, "0", "0"),
+                outcome("count", 0, "2", "10"),
+                outcome("count", 0, "2", "many"),
+                outcome("count", 0, "10", "9"),
                 outcome("presence", 0, "yes", "no"),
             ],
             Duration::from_secs(1),
         );
         let confusion = report.count_confusion();
-        assert_eq!(confusion.len(), 2, "presence is not a count: {confusion:?}");
-        assert_eq!(confusion["2"]["1"], 2);
-        assert_eq!(confusion["2"]["2"], 1);
+        let expected: Vec<&str> = confusion.iter().map(|(e, _)| e.as_str()).collect();
+        assert_eq!(
+            expected,
+            ["0", "2", "10"],
+            "numeric order, and presence is not a count: {confusion:?}"
+        );
+        let two: Vec<(&str, usize)> = confusion[1]
+            .1
+            .iter()
+            .map(|(a, n)| (a.as_str(), *n))
+            .collect();
+        assert_eq!(two, [("1", 2), ("2", 1), ("10", 1), ("many", 1)]);
         let text = report.to_string();
         assert!(
-            text.contains("# count 2 answered as: 1 ×2, 2 ×1\n"),
+            text.contains("# count 2 answered as: 1 ×2, 2 ×1, 10 ×1, many ×1\n"),
             "{text}"
         );
+        assert!(text.contains("# count 10 answered as: 9 ×1\n"), "{text}");
         assert!(text.contains("# count 0 answered as: 0 ×1\n"), "{text}");
     }
 
