@@ -1021,6 +1021,8 @@ def count_reader(head, resampler, data, val, steps, lr=1e-3, batch=128):
         params.append(reader.null)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     weights = torch.tensor(COUNT_WEIGHTS)
+    # Its own generator, not torch's: stage 2 then draws what it would
+    # without the refit, and one stage 1 gives one count reader.
     gen = torch.Generator().manual_seed(len(media))
     for _ in range(steps):
         idx = torch.randint(len(media), (batch,), generator=gen)
