@@ -1005,11 +1005,11 @@ def count_reader(head, resampler, data, val, steps, lr=1e-3, batch=128):
                 feats = torch.from_numpy(d.feats[rows].astype(np.float32))
                 media.append(resampler(feats.view(len(part), len(part[0]["rows"]), N_PLACES, FEATURE_DIM)))
         answers = torch.tensor([min(int(it["answer"]), 3) for it in items])
-        return torch.cat(media)[..., :R_WIDTH], answers, torch.tensor([d.objects.index(it["target"]) for it in items])
+        return torch.cat(media), answers, torch.tensor([d.objects.index(it["target"]) for it in items])
 
     def accuracy(h, media, answers, objects):
         with torch.no_grad():
-            logits = h.read_outs(attend(h.queries, *h.keys_values(media)), 0)
+            logits = h(media)[0]
             return (logits[torch.arange(len(objects)), objects].argmax(-1) == answers).float().mean().item()
 
     media, answers, objects = tokens(data)
@@ -1027,7 +1027,7 @@ def count_reader(head, resampler, data, val, steps, lr=1e-3, batch=128):
     for _ in range(steps):
         idx = torch.randint(len(media), (batch,), generator=gen)
         k, v = reader.keys_values(media[idx])
-        logits = reader.read_outs(attend(reader.queries, k, v), 0)
+        logits = reader.logits(k, v)[0]
         loss = F.cross_entropy(logits[torch.arange(batch), objects[idx]], answers[idx], weight=weights)
         if reader.null is not None:
             # The null query must still read nothing through the new keys
@@ -1042,7 +1042,7 @@ def count_reader(head, resampler, data, val, steps, lr=1e-3, batch=128):
     return reader
 
 
-def init_blocks(model, data, scale=30.0, noise=0.0, refit_count=None):
+def init_blocks(model, data, val, scale=30.0, noise=0.0, count_read_steps=0):
     """Each block starts as a reader of ObjectHead's evidence:
 
     * keys and values: ObjectHead's;
@@ -1070,8 +1070,8 @@ def init_blocks(model, data, scale=30.0, noise=0.0, refit_count=None):
         # and where that reader's half of the tokens sits.
         half = 1 if model.where is not None and role in WHERE_ROLES else 0
         head, resampler = (model.where_head, model.where) if half else (model.object_head, model.resampler)
-        if role == "count" and refit_count is not None:
-            head = refit_count(head, resampler)
+        if role == "count" and count_read_steps:
+            head = count_reader(head, resampler, data, val, count_read_steps)
         queries = head.queries.detach()
         ev, null = evidence(head, readout, writes, resampler, data)
         q_target = torch.stack([queries[o] if r == role else null for r, o in prompts.values()])
@@ -1246,11 +1246,8 @@ def train(args):
         if model.where is not None:
             log("--where: stage 1 of the second resampler (place embeddings)")
             stage_one(Reader(model.where, model.where_head), "--where-stage1", True, data, val, args)
-        refit = None
-        if args.count_read_steps:
-            def refit(head, resampler):
-                return count_reader(head, resampler, data, val, args.count_read_steps)
-        init_blocks(model, data, scale=args.init_scale, noise=args.state_noise, refit_count=refit)
+        init_blocks(model, data, val, scale=args.init_scale, noise=args.state_noise,
+                    count_read_steps=args.count_read_steps)
     if args.late_places:
         model.resampler.place_embs.requires_grad_(True)
         log("place embeddings: learnt from here on (--late-places)")
