@@ -405,8 +405,11 @@ def state_noise(x, relative, generator=None):
 
 class Model(nn.Module):
     def __init__(self, lm, seed, places=False, diffs=False, state_noise=0.0, runtime_share=0.0, late_places=False,
-                 place_dropout=0.0, where=False):
+                 place_dropout=0.0, where=False, layers=LAYERS):
         super().__init__()
+        # The LM layers with a block before them: LAYERS, and with
+        # --naming-layer one more (lower, started at random as Flamingo's).
+        self.layers = sorted(layers)
         gen = torch.Generator().manual_seed(seed)
         self.lm = lm
         self.state_noise = state_noise
@@ -426,7 +429,7 @@ class Model(nn.Module):
         # without it.
         self.where = Resampler(torch.Generator().manual_seed(seed + 3), True, diffs) if where else None
         visual = R_WIDTH * (2 if where else 1)
-        self.blocks = nn.ModuleDict({str(layer): XAttn(lm.c["n_embd"], visual, gen) for layer in LAYERS})
+        self.blocks = nn.ModuleDict({str(layer): XAttn(lm.c["n_embd"], visual, gen) for layer in self.layers})
 
     def forward(self, tokens, lengths, media_of, feats):
         """tokens, media_of [B, S]; feats [B, M, T, 49, F] → final hidden [B, S, d]."""
@@ -442,12 +445,12 @@ class Model(nn.Module):
             media = torch.cat([media, self.where(feats.flatten(0, 1)).view(B, M, R_LATENTS, R_WIDTH)], -1)
         self.media = media  # for the auxiliary loss
         tables = self.lm.rope_tables(tokens.shape[1])
-        first = min(LAYERS)
+        first = self.layers[0]
         # Evaluated as the runtime answers: on its states, where it has them.
         share = self.runtime_share if self.training else 1.0
         x = self.lm.lower(tokens, lengths, first, share)
         for il in range(first, self.lm.c["n_layer"]):
-            if il in LAYERS:
+            if il in self.layers:
                 if self.training and self.state_noise > 0:
                     x = x + state_noise(x, self.state_noise)
                 x = self.blocks[str(il)](x, media, media_of)
@@ -1065,6 +1068,12 @@ def init_blocks(model, data, val, scale=30.0, noise=0.0, count_read_steps=0):
     digits = digits - digits.mean(0)
     prompts = decision_prefixes(data)
     for layer, block in model.blocks.items():
+        if int(layer) not in BLOCK_ROLES:
+            # --naming-layer's block: no ObjectHead read-out to start it
+            # from (what a naming episode needs is which object, not a
+            # count or a yes); it starts at random behind a shut gate.
+            log(f"block before layer {layer}: random start (--naming-layer)")
+            continue
         role, readout, writes = BLOCK_ROLES[int(layer)]
         # With --where, which reader (resampler and head) the block reads,
         # and where that reader's half of the tokens sits.
@@ -1147,7 +1156,7 @@ def evaluate(model, data, batches=3, size=16):
                     other = [(m, shots, q, next(n for _, n in shots if n != a)) for m, shots, q, a in eps]
                     batch = data.collate(other)[:5]
                     # Their states below the blocks in one batched call, not one `vigil lm-states` per row.
-                    model.lm.warm([batch[0][i, :n].tolist() for i, n in enumerate(batch[1])], min(LAYERS))
+                    model.lm.warm([batch[0][i, :n].tolist() for i, n in enumerate(batch[1])], model.layers[0])
                     wrong = answer_log_likelihood(model, *batch)
                     accs.append(float(np.mean(right > wrong)))
                     continue
@@ -1232,7 +1241,8 @@ def train(args):
         lm.use_runtime(args.vigil, args.lm, args.threads)
     model = Model(lm, args.seed, places=args.place_embeddings, diffs=args.frame_diffs, state_noise=args.state_noise,
                   runtime_share=args.runtime_share if args.vigil else 0.0, late_places=args.late_places,
-                  place_dropout=args.place_dropout, where=args.where)
+                  place_dropout=args.place_dropout, where=args.where,
+                  layers=LAYERS + ([args.naming_layer] if args.naming_layer is not None else []))
     data = Data(args.prep, "train", args.seed)
     val = Data(args.prep, "val", args.seed + 1)
     if args.pretrain_steps or args.object_weight:
@@ -1259,7 +1269,10 @@ def train(args):
     # size even while the gates, and so the gradients, are near 0) turned
     # to noise within a few dozen steps (measured: the gates, though their
     # gradient pointed open at the start, stayed at 0 for 200 steps).
-    is_fitted = lambda n: bool(args.pretrain_steps) and n.split(".")[-1] in ("q", "k", "v")  # noqa: E731
+    # (The ObjectHead's keys and values too; --naming-layer's block is not
+    # fitted.)
+    is_fitted = lambda n: (bool(args.pretrain_steps) and n.split(".")[-1] in ("q", "k", "v")  # noqa: E731
+                           and not (n.startswith("blocks.") and int(n.split(".")[1]) not in BLOCK_ROLES))
     groups = [
         {"params": [p for n, p in named if is_matrix(n, p) and not is_fitted(n)], "weight_decay": 0.01, "lr_mult": 1.0},
         {"params": [p for n, p in named if is_fitted(n)], "weight_decay": 0.0, "lr_mult": FITTED_LR_MULT},
@@ -1275,10 +1288,10 @@ def train(args):
         for _ in range(3000 if kind.endswith("2") else 600):
             _, shots, q, a = data.episode(kind)
             sequences.append(data.sequence(shots, q, a)[0])
-    n = lm.warm(sequences, min(LAYERS))
-    log(f"cached the hidden states below layer {min(LAYERS)} of {n} token sequences in {time.time() - started:.0f} s")
+    n = lm.warm(sequences, model.layers[0])
+    log(f"cached the hidden states below layer {model.layers[0]} of {n} token sequences in {time.time() - started:.0f} s")
     if lm.runtime:
-        mean, worst = lm.runtime_gap(min(LAYERS))
+        mean, worst = lm.runtime_gap(model.layers[0])
         log(f"the runtime's states differ from the f32 pass's by {mean:.1%} of their norm (largest {worst:.1%})")
         if mean > 0.2:
             # Quantization moves them by a few percent; this much means
@@ -1289,7 +1302,7 @@ def train(args):
     rng = np.random.default_rng(args.seed)
     started, history = time.time(), []
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"training {n_params / 1e6:.1f}M parameters (blocks before layers {LAYERS}), {args.steps} steps × {args.batch}")
+    log(f"training {n_params / 1e6:.1f}M parameters (blocks before layers {model.layers}), {args.steps} steps × {args.batch}")
     for step in range(1, args.steps + 1):
         warm = min(1.0, step / args.warmup)
         lr = args.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
@@ -1333,7 +1346,7 @@ def save(model, args, step, seconds):
     for layer, block in model.blocks.items():
         weights.update({f"xattn.{layer}.{k}": v for k, v in block.export().items()})
     config = {
-        "layers": LAYERS, "heads": HEADS, "head_dim": HEAD_DIM, "ff_length": FF,
+        "layers": model.layers, "heads": HEADS, "head_dim": HEAD_DIM, "ff_length": FF,
         "resampler": {"feature_dim": FEATURE_DIM, "width": R_WIDTH, "depth": R_DEPTH, "heads": R_HEADS,
                       "head_dim": R_HEAD_DIM, "n_latents": R_LATENTS, "max_frames": R_FRAMES, "ff_mult": R_FF_MULT,
                       **({"where_width": R_WIDTH} if model.where is not None else {})},
@@ -1440,7 +1453,9 @@ def validate(args):
     if args.vigil:
         lm.use_runtime(args.vigil, args.lm, args.threads)
     weights = read_weights(args.validate)
-    model = Model(lm, args.seed, diffs="resampler.diff_mix.weight" in weights, where="resampler.where.latents" in weights)
+    layers = sorted({int(n.split(".")[1]) for n in weights.files if n.startswith("xattn.")})
+    model = Model(lm, args.seed, diffs="resampler.diff_mix.weight" in weights, where="resampler.where.latents" in weights,
+                  layers=layers or LAYERS)
     load_weights(model, weights, args.validate)
     model.eval()
     val = Data(args.prep, "val", args.seed + 1)
@@ -1448,7 +1463,7 @@ def validate(args):
     # Every prompt's states below the first block at once (one batched
     # pass, one `vigil lm-states` call), not one by one.
     lm.warm([val.sequence([], it["question"], it["answer"])[0]
-             for family in ("presence", "count", "motion", "change") for it in val.by_family[family]], min(LAYERS))
+             for family in ("presence", "count", "motion", "change") for it in val.by_family[family]], model.layers[0])
     for family in ("presence", "count", "motion", "change"):
         items = val.by_family[family]
         said = decide(model, val, items)
@@ -1548,6 +1563,9 @@ def main():
                    help="weight of the every-object loss on the resampler while the blocks train (0: off)")
     p.add_argument("--stage1", help="stage 1's result: loaded when the file exists, else written after stage 1 "
                                     "(to try second stages without redoing the first)")
+    p.add_argument("--naming-layer", type=int, default=None,
+                   help="one more block, before this (lower) LM layer, started at random: where the LM's own "
+                        "attention can still match a naming episode's query to its examples (off)")
     p.add_argument("--count-read-steps", type=int, default=0,
                    help="the count block starts from a copy of stage 1's head refitted this many steps on counts "
                         "alone (count_reader; 0: from stage 1's head as it is)")
@@ -1574,6 +1592,8 @@ def main():
         p.error("--where gives place embeddings to a second resampler only: drop --place-embeddings")
     if args.where and not args.pretrain_steps:
         p.error("--where: the blocks start from stage 1's heads (init_blocks): --pretrain-steps must be > 0")
+    if args.naming_layer is not None and not 0 < args.naming_layer < min(LAYERS):
+        p.error(f"--naming-layer {args.naming_layer}: an LM layer below the first block's ({min(LAYERS)}), from 1")
     if args.count_read_steps < 0:
         p.error(f"--count-read-steps {args.count_read_steps}: a number of steps, 0 (off) or more")
     if args.count_read_steps and not args.pretrain_steps:
