@@ -1269,10 +1269,11 @@ def train(args):
     # size even while the gates, and so the gradients, are near 0) turned
     # to noise within a few dozen steps (measured: the gates, though their
     # gradient pointed open at the start, stayed at 0 for 200 steps).
-    # (The ObjectHead's keys and values too; --naming-layer's block is not
-    # fitted.)
+    # (The ObjectHead's keys and values too; --naming-layer's block starts
+    # at random, so its maps are not fitted.)
+    unfitted = {f"blocks.{layer}.{m}" for layer in model.layers if layer not in BLOCK_ROLES for m in "qkv"}
     is_fitted = lambda n: (bool(args.pretrain_steps) and n.split(".")[-1] in ("q", "k", "v")  # noqa: E731
-                           and not (n.startswith("blocks.") and int(n.split(".")[1]) not in BLOCK_ROLES))
+                           and n not in unfitted)
     groups = [
         {"params": [p for n, p in named if is_matrix(n, p) and not is_fitted(n)], "weight_decay": 0.01, "lr_mult": 1.0},
         {"params": [p for n, p in named if is_fitted(n)], "weight_decay": 0.0, "lr_mult": FITTED_LR_MULT},
