@@ -1045,7 +1045,8 @@ def count_reader(head, resampler, data, val, steps, lr=1e-3, batch=128):
     return reader
 
 
-def init_blocks(model, data, val, scale=30.0, noise=0.0, count_read_steps=0):
+def init_blocks(model, data, val, scale=30.0, noise=0.0, count_read_steps=0, naming_words=None,
+                naming_scale=0.5):
     """Each block starts as a reader of ObjectHead's evidence:
 
     * keys and values: ObjectHead's;
@@ -1071,8 +1072,11 @@ def init_blocks(model, data, val, scale=30.0, noise=0.0, count_read_steps=0):
         if int(layer) not in BLOCK_ROLES:
             # --naming-layer's block: no ObjectHead read-out to start it
             # from (what a naming episode needs is which object, not a
-            # count or a yes); it starts at random behind a shut gate.
-            log(f"block before layer {layer}: random start (--naming-layer)")
+            # count or a yes).
+            if naming_words is None:
+                log(f"block before layer {layer}: random start (--naming-layer)")
+            else:
+                init_naming_block(model, block, int(layer), data, val, naming_words, naming_scale)
             continue
         role, readout, writes = BLOCK_ROLES[int(layer)]
         # With --where, which reader (resampler and head) the block reads,
@@ -1119,6 +1123,61 @@ def init_blocks(model, data, val, scale=30.0, noise=0.0, count_read_steps=0):
             block.v[:, half * R_WIDTH:(half + 1) * R_WIDTH] = head.v
             block.o.copy_(o)
         log(f"block before layer {layer}: reads {role}{' (--where)' if half else ''}; query map R² {fit.item():.3f}")
+
+
+def single_media_means(model, data, per_object):
+    """The mean of the resampler's 64 tokens of up to `per_object` stills of
+    each object alone (the pictures of naming episodes) → [n, W], and
+    each still's object index."""
+    means, objects = [], []
+    with torch.no_grad():
+        for o, items in data.singles.items():
+            items = items[:per_object]
+            rows = np.array([r for it in items for r in it["rows"]])
+            feats = torch.from_numpy(data.feats[rows].astype(np.float32))
+            media = model.resampler(feats.view(len(items), len(items[0]["rows"]), N_PLACES, FEATURE_DIM))
+            means.append(media.mean(1))
+            objects += [data.objects.index(o)] * len(items)
+    return torch.cat(means), torch.tensor(objects)
+
+
+def init_naming_block(model, block, layer, data, val, words, scale):
+    """--naming-layer's block, started so that every token of a picture's
+    chunk gets `scale` × the state the picture's object word has at that
+    layer (`words`: naming_probe.word_states; the probe measured that
+    identity entering there is what the frozen LM's own layers match
+    between a query and its examples: 0.68 right at layer 12, and 0.70
+    with scale 0.5 × the per-object mean written into this layout):
+
+    * query map 0: uniform attention, so each head returns the value of
+      the mean visual token;
+    * value and output maps: a ridge map from the mean visual token to
+      the word state, fitted on the training stills of one object
+      (`single`) and split by SVD into value [inner, W] × output
+      [d, inner] (rank inner).
+
+    Its gates start at 0 as every block's."""
+    x, objs = single_media_means(model, data, 200)
+    table = torch.stack([words[o] for o in data.objects]) * scale
+    y = table[objs]
+    x64 = x.double()
+    m = torch.linalg.solve(x64.T @ x64 + 1e-3 * len(x) * torch.eye(x.shape[1], dtype=torch.float64),
+                           x64.T @ y.double()).T
+    u, sv, vt = torch.linalg.svd(m, full_matrices=False)
+    inner = block.v.shape[0]
+    vx, vo = single_media_means(model, val, 40)
+
+    def right(mm):  # the nearest object's written state is the still's own
+        return ((vx.double() @ mm.T)[:, None] - table[None].double()).norm(dim=-1).argmin(-1).eq(vo).float().mean()
+
+    low = (u[:, :inner] * sv[:inner]) @ vt[:inner]
+    log(f"block before layer {layer}: writes the word state of the picture's object (--naming-layer); "
+        f"nearest object right on validation stills {right(m).item():.3f} (rank {inner}: {right(low).item():.3f}), "
+        f"{len(x)} training stills")
+    with torch.no_grad():
+        block.q.zero_()
+        block.v.copy_(vt[:inner].float())
+        block.o.copy_((u[:, :inner] * sv[:inner]).float())
 
 
 # The answers the runtime chooses between, per kind; it decides on the first
@@ -1256,8 +1315,13 @@ def train(args):
         if model.where is not None:
             log("--where: stage 1 of the second resampler (place embeddings)")
             stage_one(Reader(model.where, model.where_head), "--where-stage1", True, data, val, args)
+        words = None
+        if args.naming_layer is not None and args.naming_init:
+            # Imported here: naming_probe imports this module.
+            from .naming_probe import Prompts, word_states
+            words = word_states(lm, Prompts(args.vigil, args.lm), args.naming_layer)
         init_blocks(model, data, val, scale=args.init_scale, noise=args.state_noise,
-                    count_read_steps=args.count_read_steps)
+                    count_read_steps=args.count_read_steps, naming_words=words, naming_scale=args.naming_scale)
     if args.late_places:
         model.resampler.place_embs.requires_grad_(True)
         log("place embeddings: learnt from here on (--late-places)")
@@ -1269,9 +1333,10 @@ def train(args):
     # size even while the gates, and so the gradients, are near 0) turned
     # to noise within a few dozen steps (measured: the gates, though their
     # gradient pointed open at the start, stayed at 0 for 200 steps).
-    # (The ObjectHead's keys and values too; --naming-layer's block starts
-    # at random, so its maps are not fitted.)
-    unfitted = {f"blocks.{layer}.{m}" for layer in model.layers if layer not in BLOCK_ROLES for m in "qkv"}
+    # (The ObjectHead's keys and values too. Of --naming-layer's block
+    # only the value map is fitted, by --naming-init; without it, none.)
+    unfitted = {f"blocks.{layer}.{m}" for layer in model.layers if layer not in BLOCK_ROLES
+                for m in ("qk" if args.naming_init else "qkv")}
     is_fitted = lambda n: (bool(args.pretrain_steps) and n.split(".")[-1] in ("q", "k", "v")  # noqa: E731
                            and n not in unfitted)
     groups = [
@@ -1365,6 +1430,9 @@ def save(model, args, step, seconds):
                      "runtime_share": args.runtime_share if args.vigil else 0.0,
                      "count_weights": COUNT_WEIGHTS if args.balance_steps else None,
                      "object_weight": args.object_weight,
+                     "naming_layer": args.naming_layer, "naming_init": args.naming_init,
+                     "naming_scale": args.naming_scale if args.naming_init else None,
+                     "count_read_steps": args.count_read_steps,
                      "torch": torch.__version__},
     }
     tmp = args.out + ".part.npz"
@@ -1564,9 +1632,15 @@ def main():
                    help="weight of the every-object loss on the resampler while the blocks train (0: off)")
     p.add_argument("--stage1", help="stage 1's result: loaded when the file exists, else written after stage 1 "
                                     "(to try second stages without redoing the first)")
-    p.add_argument("--naming-layer", type=int, default=None,
-                   help="one more block, before this (lower) LM layer, started at random: where the LM's own "
-                        "attention can still match a naming episode's query to its examples (off)")
+    p.add_argument("--naming-layer", type=int, default=0,
+                   help="one more block, before this (lower) LM layer: where the LM's own attention can still "
+                        "match a naming episode's query to its examples (naming_probe; 0: none, the default)")
+    p.add_argument("--naming-init", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --naming-layer: start that block writing the state of the picture's object word at "
+                        "its layer (init_naming_block; needs --vigil and --lm for the words' tokens); "
+                        "--no-naming-init: at random")
+    p.add_argument("--naming-scale", type=float, default=0.5,
+                   help="with --naming-init: the written state as a multiple of the word's own")
     p.add_argument("--count-read-steps", type=int, default=0,
                    help="the count block starts from a copy of stage 1's head refitted this many steps on counts "
                         "alone (count_reader; 0: from stage 1's head as it is)")
@@ -1593,8 +1667,18 @@ def main():
         p.error("--where gives place embeddings to a second resampler only: drop --place-embeddings")
     if args.where and not args.pretrain_steps:
         p.error("--where: the blocks start from stage 1's heads (init_blocks): --pretrain-steps must be > 0")
-    if args.naming_layer is not None and not 0 < args.naming_layer < min(LAYERS):
-        p.error(f"--naming-layer {args.naming_layer}: an LM layer below the first block's ({min(LAYERS)}), from 1")
+    if not 0 <= args.naming_layer < min(LAYERS):
+        p.error(f"--naming-layer {args.naming_layer}: an LM layer below the first block's ({min(LAYERS)}), "
+                "from 1; or 0 for none")
+    args.naming_layer = args.naming_layer or None
+    args.naming_init = args.naming_init and args.naming_layer is not None
+    if args.naming_init and not (args.vigil and args.lm) and not (args.check or args.validate):
+        p.error("--naming-init starts --naming-layer's block from the object words' states, tokenized by the "
+                "runtime: pass --vigil and --lm (or --no-naming-init, or --naming-layer 0)")
+    if args.naming_init and not (args.pretrain_steps or args.stage1):
+        p.error("--naming-init fits on stage 1's resampler: it needs stage 1 (--pretrain-steps or --stage1)")
+    if args.naming_scale <= 0:
+        p.error(f"--naming-scale {args.naming_scale}: a multiple of the word's state, above 0 (0.5 measured best)")
     if args.count_read_steps < 0:
         p.error(f"--count-read-steps {args.count_read_steps}: a number of steps, 0 (off) or more")
     if args.count_read_steps and not args.pretrain_steps:
