@@ -79,6 +79,11 @@ class Prompts:
             chunk += [c] * (len(ids) - len(chunk))
         return ids, spans, torch.tensor(chunk), (start, len(ids))
 
+    def alone(self, examples, query, answer):
+        """The all-" thing" row, then one row per chunk where only that
+        chunk names its object."""
+        return [self.ids(examples, query, answer, [int(i == c) for i in range(3)])[0] for c in (None, 0, 1, 2)]
+
 
 def states(lm, rows):
     """The hidden states entering every layer (and the last's output) of
@@ -103,10 +108,10 @@ def word_states(lm, prompts, layer, episodes=30, seed=1):
         for _ in range(episodes):
             examples, query, right, _ = prompts.episode(rng)
             objects = [e[0] for e in examples] + [query]
-            alone = [prompts.ids(examples, query, right, [int(i == c) for i in range(3)]) for c in range(3)]
-            hs, _ = states(lm, [prompts.ids(examples, query, right, [0, 0, 0])[0]] + [a[0] for a in alone])
+            spans = prompts.ids(examples, query, right, [1, 1, 1])[1]
+            hs, _ = states(lm, prompts.alone(examples, query, right))
             for c in range(3):
-                at = alone[c][1][c][1] - 1
+                at = spans[c][1] - 1
                 found.setdefault(objects[c], []).append(hs[layer][1 + c, at] - hs[layer][0, at])
     missing = [o for o in prompts.objects if o not in found]
     if missing:
@@ -128,9 +133,9 @@ def scores(lm, prompts, episode, layers):
     out = {}
     for answer in (right, other):
         ids, spans, chunk, span = prompts.ids(examples, query, answer, [1, 1, 1])
-        neutral = prompts.ids(examples, query, answer, [0, 0, 0])[0]
-        alone = [prompts.ids(examples, query, answer, [int(i == c) for i in range(3)])[0] for c in range(3)]
-        hs, tables = states(lm, [ids, neutral] + alone)
+        rows = prompts.alone(examples, query, answer)
+        neutral = rows[0]
+        hs, tables = states(lm, [ids] + rows)
         full = answer_log_likelihood(lm, hs[-1], ids, span)
         out[("words", answer)] = full[0].item()
         out[("none", answer)] = full[1].item()

@@ -408,7 +408,7 @@ class Model(nn.Module):
                  place_dropout=0.0, where=False, layers=LAYERS):
         super().__init__()
         # The LM layers with a block before them: LAYERS, and with
-        # --naming-layer one more (lower, started at random as Flamingo's).
+        # --naming-layer one more, lower (init_naming_block, or random).
         self.layers = sorted(layers)
         gen = torch.Generator().manual_seed(seed)
         self.lm = lm
@@ -1316,7 +1316,7 @@ def train(args):
             log("--where: stage 1 of the second resampler (place embeddings)")
             stage_one(Reader(model.where, model.where_head), "--where-stage1", True, data, val, args)
         words = None
-        if args.naming_layer is not None and args.naming_init:
+        if args.naming_init:
             # Imported here: naming_probe imports this module.
             from .naming_probe import Prompts, word_states
             words = word_states(lm, Prompts(args.vigil, args.lm), args.naming_layer)
@@ -1675,8 +1675,8 @@ def main():
     if args.naming_init and not (args.vigil and args.lm) and not (args.check or args.validate):
         p.error("--naming-init starts --naming-layer's block from the object words' states, tokenized by the "
                 "runtime: pass --vigil and --lm (or --no-naming-init, or --naming-layer 0)")
-    if args.naming_init and not (args.pretrain_steps or args.stage1):
-        p.error("--naming-init fits on stage 1's resampler: it needs stage 1 (--pretrain-steps or --stage1)")
+    if args.naming_init and not args.pretrain_steps:
+        p.error("--naming-init fits on stage 1's resampler (init_blocks): --pretrain-steps must be > 0")
     if args.naming_scale <= 0:
         p.error(f"--naming-scale {args.naming_scale}: a multiple of the word's state, above 0 (0.5 measured best)")
     if args.count_read_steps < 0:
