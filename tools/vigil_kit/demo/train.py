@@ -76,6 +76,9 @@ KINDS = {  # batch kind → share of the steps (naming2's is then set by --namin
 # with presence, motion and change no worse (0.98 / 0.95 / 0.88, count
 # 0.75 → 0.70; EVAL.md).
 NAMING_SHARE = 0.26
+# --naming-frozen: steps over which the low block's attention gate opens
+# (tanh 0 → 1; Model.open_lowest), about stage 2's first validation.
+NAMING_RAMP = 200
 
 
 def log(msg):
@@ -430,6 +433,33 @@ class Model(nn.Module):
         self.where = Resampler(torch.Generator().manual_seed(seed + 3), True, diffs) if where else None
         visual = R_WIDTH * (2 if where else 1)
         self.blocks = nn.ModuleDict({str(layer): XAttn(lm.c["n_embd"], visual, gen) for layer in self.layers})
+        # freeze_lowest: the layers below the second block run without
+        # gradients (the lowest block is not trained).
+        self.frozen_below = None
+
+    def freeze_lowest(self):
+        """--naming-frozen: the lowest block keeps the maps it was started
+        with and its FFN shut; its attention gate is not learnt but opened
+        on a schedule (open_lowest) up to tanh = 1, where it writes what
+        init_naming_block fitted. Nothing is trained below the second
+        block, so the LM layers between the two run forward only (the
+        backward pass through them is what made a block before layer 12
+        cost 4.15 s a step against 2.4)."""
+        block = self.blocks[str(self.layers[0])]
+        with torch.no_grad():
+            block.ffn_gate.zero_()
+        block.requires_grad_(False)
+        self.frozen_below = self.layers[1]
+        self.open_lowest(0.0)
+
+    def open_lowest(self, fraction):
+        """Sets the frozen lowest block's attention gate to tanh = fraction
+        (0-1): the blocks above were started on the LM's states without its
+        write (init_blocks), so it comes in gradually while they adapt."""
+        # tanh(10) is 1 in f32 (the runtime computes the same tanh).
+        raw = 10.0 if fraction >= 1.0 else math.atanh(fraction)
+        with torch.no_grad():
+            self.blocks[str(self.layers[0])].attn_gate.fill_(raw)
 
     def forward(self, tokens, lengths, media_of, feats):
         """tokens, media_of [B, S]; feats [B, M, T, 49, F] → final hidden [B, S, d]."""
@@ -450,11 +480,13 @@ class Model(nn.Module):
         share = self.runtime_share if self.training else 1.0
         x = self.lm.lower(tokens, lengths, first, share)
         for il in range(first, self.lm.c["n_layer"]):
-            if il in self.layers:
-                if self.training and self.state_noise > 0:
-                    x = x + state_noise(x, self.state_noise)
-                x = self.blocks[str(il)](x, media, media_of)
-            x = self.lm.layer(il, x, tables)
+            frozen = self.frozen_below is not None and il < self.frozen_below
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+                if il in self.layers:
+                    if self.training and self.state_noise > 0:
+                        x = x + state_noise(x, self.state_noise)
+                    x = self.blocks[str(il)](x, media, media_of)
+                x = self.lm.layer(il, x, tables)
         return x
 
 
@@ -1322,10 +1354,15 @@ def train(args):
             words = word_states(lm, Prompts(args.vigil, args.lm), args.naming_layer)
         init_blocks(model, data, val, scale=args.init_scale, noise=args.state_noise,
                     count_read_steps=args.count_read_steps, naming_words=words, naming_scale=args.naming_scale)
+        if args.naming_frozen:
+            model.freeze_lowest()
+            log(f"block before layer {args.naming_layer}: frozen as started, attention gate opened over the first "
+                f"{NAMING_RAMP} steps (--naming-frozen); layers {args.naming_layer}-{model.frozen_below - 1} run "
+                "forward only")
     if args.late_places:
         model.resampler.place_embs.requires_grad_(True)
         log("place embeddings: learnt from here on (--late-places)")
-    named = list(model.named_parameters())
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     is_gate = lambda n: n.endswith("_gate")  # noqa: E731
     is_matrix = lambda n, p: p.ndim >= 2 and "latents" not in n and "frame_embs" not in n  # noqa: E731
     # Blocks started by init_blocks: their fitted query/key/value maps have
@@ -1374,6 +1411,8 @@ def train(args):
         lr = args.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_mult"]
+        if model.frozen_below is not None:
+            model.open_lowest(min(1.0, step / NAMING_RAMP))
         kind = kinds[rng.choice(len(kinds), p=probs)]
         batch = data.batch(kind, args.batch)
         loss, acc = loss_and_accuracy(model, *batch[:5])
@@ -1432,6 +1471,7 @@ def save(model, args, step, seconds):
                      "object_weight": args.object_weight,
                      "naming_layer": args.naming_layer, "naming_init": args.naming_init,
                      "naming_scale": args.naming_scale if args.naming_init else None,
+                     "naming_frozen": args.naming_frozen,
                      "count_read_steps": args.count_read_steps,
                      "torch": torch.__version__},
     }
@@ -1641,6 +1681,10 @@ def main():
                         "--no-naming-init: at random")
     p.add_argument("--naming-scale", type=float, default=0.5,
                    help="with --naming-init: the written state as a multiple of the word's own")
+    p.add_argument("--naming-frozen", action="store_true",
+                   help="with --naming-init: that block is not trained (its attention gate opened to tanh 1 over "
+                        f"the first {NAMING_RAMP} steps, FFN shut), so no backward pass runs below the second block "
+                        "(Model.freeze_lowest)")
     p.add_argument("--count-read-steps", type=int, default=0,
                    help="the count block starts from a copy of stage 1's head refitted this many steps on counts "
                         "alone (count_reader; 0: from stage 1's head as it is)")
@@ -1677,6 +1721,9 @@ def main():
                 "runtime: pass --vigil and --lm (or --no-naming-init, or --naming-layer 0)")
     if args.naming_init and not args.pretrain_steps:
         p.error("--naming-init fits on stage 1's resampler (init_blocks): --pretrain-steps must be > 0")
+    if args.naming_frozen and not args.naming_init:
+        p.error("--naming-frozen keeps --naming-layer's block as --naming-init starts it: pass --naming-layer N "
+                "with --naming-init (a block frozen at random would write noise)")
     if args.naming_scale <= 0:
         p.error(f"--naming-scale {args.naming_scale}: a multiple of the word's state, above 0 (0.5 measured best)")
     if args.count_read_steps < 0:
