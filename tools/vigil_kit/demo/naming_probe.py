@@ -97,6 +97,13 @@ def states(lm, rows):
     return out, tables
 
 
+def chunk_words(h, spans):
+    """Each chunk's word state in one layer's states `h` of the rows
+    Prompts.alone gives (the row where only chunk c names its object minus
+    the all-" thing" row, at the word's last token) → [3, d]."""
+    return torch.stack([h[1 + c, spans[c][1] - 1] - h[0, spans[c][1] - 1] for c in range(3)])
+
+
 def word_states(lm, prompts, layer, episodes=30, seed=1):
     """Per object: the mean, over the chunks of `episodes` stand-in
     episodes, of its word's state entering `layer` (a run where only that
@@ -110,9 +117,8 @@ def word_states(lm, prompts, layer, episodes=30, seed=1):
             objects = [e[0] for e in examples] + [query]
             spans = prompts.ids(examples, query, right, [1, 1, 1])[1]
             hs, _ = states(lm, prompts.alone(examples, query, right))
-            for c in range(3):
-                at = spans[c][1] - 1
-                found.setdefault(objects[c], []).append(hs[layer][1 + c, at] - hs[layer][0, at])
+            for c, word in enumerate(chunk_words(hs[layer], spans)):
+                found.setdefault(objects[c], []).append(word)
     missing = [o for o in prompts.objects if o not in found]
     if missing:
         raise SystemExit(f"word_states: {episodes} episodes never showed {missing}: ask for more")
@@ -145,8 +151,8 @@ def scores(lm, prompts, episode, layers):
         for il in range(lm.c["n_layer"]):
             for row, layer in enumerate(layers):
                 if layer == il:
-                    word = hs[il][2:] - hs[il][1:2]
-                    h[row] = hs[il][1] + sum(word[c, spans[c][1] - 1][None] * writes[c] for c in range(3))
+                    words = chunk_words(hs[il][1:], spans)
+                    h[row] = hs[il][1] + sum(words[c][None] * writes[c] for c in range(3))
             h = lm.layer(il, h, tables)
         for row, layer in enumerate(layers):
             out[(layer, answer)] = answer_log_likelihood(lm, h[row : row + 1], neutral, span)[0].item()
