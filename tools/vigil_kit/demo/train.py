@@ -59,6 +59,8 @@ import torch.nn.functional as F
 # The demo model's shape (docs/adapter-format.md, resampler.py).
 # One block per question role, started by init_blocks (BLOCK_ROLES).
 LAYERS = [23, 24, 25, 27, 29]
+# SmolLM2-135M's layers (to check --naming-layer before the LM is loaded).
+N_LM_LAYERS = 30
 HEADS, HEAD_DIM, FF = 4, 64, 576
 R_WIDTH, R_DEPTH, R_HEADS, R_HEAD_DIM, R_LATENTS, R_FRAMES, R_FF_MULT = 384, 2, 6, 64, 64, 8, 2
 FEATURE_DIM = 1280
@@ -76,9 +78,17 @@ KINDS = {  # batch kind → share of the steps (naming2's is then set by --namin
 # with presence, motion and change no worse (0.98 / 0.95 / 0.88, count
 # 0.75 → 0.70; EVAL.md).
 NAMING_SHARE = 0.26
-# --naming-frozen: steps over which the low block's attention gate opens
-# (tanh 0 → 1; Model.open_lowest), about stage 2's first validation.
+# --naming-frozen: steps over which the naming block's attention gate opens
+# (tanh 0 → 1; Model.open_naming), about stage 2's first validation.
 NAMING_RAMP = 200
+# What a naming episode asks (scenes.NAMING, which the held-out set draws from).
+NAMING_QUESTIONS = ["What is this called?", "Which one is it?"]
+# --naming-codes: a code's norm, at most, as a multiple of the median norm of
+# the LM's states where it is written (0.25 before layer 28: text-only
+# naming with held-out names 0.56 → 0.98 after 100 steps; scratch run).
+NAMING_CODE_CAP = 0.25
+# --naming-codes: how many other questions the codes are kept from moving.
+KEEP_POOL = 512
 
 
 def log(msg):
@@ -433,35 +443,40 @@ class Model(nn.Module):
         self.where = Resampler(torch.Generator().manual_seed(seed + 3), True, diffs) if where else None
         visual = R_WIDTH * (2 if where else 1)
         self.blocks = nn.ModuleDict({str(layer): XAttn(lm.c["n_embd"], visual, gen) for layer in self.layers})
-        # freeze_lowest: the layers below the second block run without
-        # gradients (the lowest block is not trained).
+        # freeze_naming: the naming block is not trained; when it is the
+        # lowest, the layers below the second block run without gradients.
         self.frozen_below = None
+        self.naming_layer = None
 
-    def freeze_lowest(self):
-        """--naming-frozen: the lowest block keeps the maps it was started
-        with and its FFN shut; its attention gate is not learnt but opened
-        on a schedule (open_lowest) up to tanh = 1, where it writes what
-        init_naming_block fitted. Nothing is trained below the second
-        block, so the LM layers between the two run forward only (the
-        backward pass through them is what made a block before layer 12
-        cost 4.15 s a step against 2.4). Measured held out (EVAL.md, PNF:
-        on P's stage 1, 1,000 steps at 3.2-3.4 s): few-shot gain +28 but
-        presence 0.90 and count 0.72, so it stays off by default."""
-        block = self.blocks[str(self.layers[0])]
+    def freeze_naming(self, layer):
+        """--naming-frozen: --naming-layer's block keeps the maps it was
+        started with and its FFN shut; its attention gate is not learnt but
+        opened on a schedule (open_naming) up to tanh = 1, where it writes
+        what init_naming_block fitted. Below the first block (a word-state
+        block, layer 12) nothing is trained below the second block, so the
+        LM layers between the two run forward only (the backward pass
+        through them is what made a block before layer 12 cost 4.15 s a
+        step against 2.4). Measured held out (EVAL.md, PNF: on P's stage 1,
+        1,000 steps at 3.2-3.4 s): few-shot gain +28 but presence 0.90 and
+        count 0.72. Above the first block (--naming-codes) it costs nothing
+        a step."""
+        self.naming_layer = layer
+        block = self.blocks[str(layer)]
         with torch.no_grad():
             block.ffn_gate.zero_()
         block.requires_grad_(False)
-        self.frozen_below = self.layers[1]
-        self.open_lowest(0.0)
+        if layer == self.layers[0]:
+            self.frozen_below = self.layers[1]
+        self.open_naming(0.0)
 
-    def open_lowest(self, fraction):
-        """Sets the frozen lowest block's attention gate to tanh = fraction
-        (0-1): the blocks above were started on the LM's states without its
-        write (init_blocks), so it comes in gradually while they adapt."""
+    def open_naming(self, fraction):
+        """Sets the frozen naming block's attention gate to tanh = fraction
+        (0-1): the blocks around it were started on the LM's states without
+        its write (init_blocks), so it comes in gradually while they adapt."""
         # tanh(10) is 1 in f32 (the runtime computes the same tanh).
         raw = 10.0 if fraction >= 1.0 else math.atanh(fraction)
         with torch.no_grad():
-            self.blocks[str(self.layers[0])].attn_gate.fill_(raw)
+            self.blocks[str(self.naming_layer)].attn_gate.fill_(raw)
 
     def forward(self, tokens, lengths, media_of, feats):
         """tokens, media_of [B, S]; feats [B, M, T, 49, F] → final hidden [B, S, d]."""
@@ -564,7 +579,7 @@ class Data:
             a, b = r.choice(objs, size=2, replace=False)
             na, nb = r.choice(self.names, size=2, replace=False)
             pick = lambda o: self.singles[o][r.integers(len(self.singles[o]))]  # noqa: E731
-            q = ["What is this called?", "Which one is it?"][r.integers(2)]
+            q = NAMING_QUESTIONS[r.integers(len(NAMING_QUESTIONS))]
             ex = [(pick(a)["rows"], na), (pick(b)["rows"], nb)]
             if r.integers(2):
                 ex.reverse()
@@ -1080,7 +1095,7 @@ def count_reader(head, resampler, data, val, steps, lr=1e-3, batch=128):
 
 
 def init_blocks(model, data, val, scale=30.0, noise=0.0, count_read_steps=0, naming_words=None,
-                naming_scale=0.5):
+                naming_scale=0.5, naming_codes=False):
     """Each block starts as a reader of ObjectHead's evidence:
 
     * keys and values: ObjectHead's;
@@ -1110,7 +1125,7 @@ def init_blocks(model, data, val, scale=30.0, noise=0.0, count_read_steps=0, nam
             if naming_words is None:
                 log(f"block before layer {layer}: random start (--naming-layer)")
             else:
-                init_naming_block(model, block, int(layer), data, val, naming_words, naming_scale)
+                init_naming_block(model, block, int(layer), data, val, naming_words, naming_scale, naming_codes)
             continue
         role, readout, writes = BLOCK_ROLES[int(layer)]
         # With --where, which reader (resampler and head) the block reads,
@@ -1175,13 +1190,15 @@ def single_media_means(model, data, per_object):
     return torch.cat(means), torch.tensor(objects)
 
 
-def init_naming_block(model, block, layer, data, val, words, scale):
+def init_naming_block(model, block, layer, data, val, words, scale, codes=False):
     """--naming-layer's block, started so that every token of a picture's
     chunk gets `scale` × the state the picture's object word has at that
     layer (`words`: naming_probe.word_states; the probe measured that
     identity entering there is what the frozen LM's own layers match
     between a query and its examples: 0.68 right at layer 12, and 0.70
-    with scale 0.5 × the per-object mean written into this layout):
+    with scale 0.5 × the per-object mean written into this layout); with
+    `codes` (--naming-codes), `words` are naming_codes' learnt vectors
+    instead, written as they are (scale 1):
 
     * query map 0: uniform attention, so each head returns the value of
       the mean visual token;
@@ -1205,13 +1222,136 @@ def init_naming_block(model, block, layer, data, val, words, scale):
         return ((vx.double() @ mm.T)[:, None] - table[None].double()).norm(dim=-1).argmin(-1).eq(vo).float().mean()
 
     low = (u[:, :inner] * sv[:inner]) @ vt[:inner]
-    log(f"block before layer {layer}: writes the word state of the picture's object (--naming-layer); "
+    log(f"block before layer {layer}: writes the picture's object's {'code (--naming-codes)' if codes else 'word state'} "
+        "(--naming-layer); "
         f"nearest object right on validation stills {right(m).item():.3f} (rank {inner}: {right(low).item():.3f}), "
         f"{len(x)} training stills")
     with torch.no_grad():
         block.q.zero_()
         block.v.copy_(vt[:inner].float())
         block.o.copy_((u[:, :inner] * sv[:inner]).float())
+
+
+def naming_codes(lm, data, val, layer, steps, cap=NAMING_CODE_CAP, keep_weight=1.0, batch=32, seed=0):
+    """--naming-codes: per object, the vector --naming-layer's block is
+    started to write at every token of a picture's chunk
+    (init_naming_block), learnt (Adam, `steps` steps) so that the frozen
+    LM layers from `layer` up answer 2-shot naming episodes: the episodes'
+    text laid out as the runtime lays it out, each chunk given its
+    object's code in place of its picture (its object is known here),
+    loss on the answer's tokens. The word states (naming_probe) do not do
+    this above layer 20 (0.45-0.50 right: the LM's layers there do not
+    match them); learnt codes do, because they are made for what those
+    layers match on. Each code's norm is at most `cap` × the median norm
+    of the LM's states entering `layer`; `keep_weight`: the codes, written
+    into a presence, count, motion or change question's chunk, should
+    leave that question's answer distribution where it was (KL), since
+    the block writes them into every question → {object: [d]}."""
+    gen = np.random.default_rng(seed + 5)
+    objects, cache = data.objects, {}
+
+    def naming_episode(names):
+        a, b = gen.choice(len(objects), size=2, replace=False)
+        na, nb = gen.choice(names, size=2, replace=False)
+        q = NAMING_QUESTIONS[gen.integers(len(NAMING_QUESTIONS))]
+        shots = [(a, na), (b, nb)]
+        if gen.integers(2):
+            shots.reverse()
+        query, answer = (a, na) if gen.integers(2) else (b, nb)
+        return [(q, n) for _, n in shots], q, answer, [o for o, _ in shots] + [query]
+
+    def forward(d, rows, codes):
+        """rows: (shots, question, answer, object per chunk) → final hidden
+        states, answer spans, sequences."""
+        seqs = [d.sequence(shots, q, a) for shots, q, a, _ in rows]
+        todo = sorted({tuple(ids) for ids, _, _ in seqs} - set(cache), key=len)
+        cache.update(zip(todo, lm.states([list(t) for t in todo], layer)))
+        S = max(len(ids) for ids, _, _ in seqs)
+        x, which = torch.zeros(len(rows), S, lm.c["n_embd"]), torch.zeros(len(rows), S, len(objects))
+        for b, ((ids, media, _), row) in enumerate(zip(seqs, rows)):
+            x[b, : len(ids)] = cache[tuple(ids)]
+            for t, m in enumerate(media):
+                if m >= 0:
+                    which[b, t, row[3][m]] = 1
+        if codes is not None:
+            x = x + which @ codes
+        tables = lm.rope_tables(S)
+        for il in range(layer, lm.c["n_layer"]):
+            x = lm.layer(il, x, tables)
+        return x, seqs
+
+    def answer_logp(x, seqs):
+        """Per row, log-softmax at the positions that predict its answer's tokens, and those tokens."""
+        out = []
+        for b, (ids, _, (a0, a1)) in enumerate(seqs):
+            out.append((torch.log_softmax(lm.logits(x[b, a0 - 1 : a1 - 1]), -1), torch.tensor(ids[a0:a1])))
+        return out
+
+    def accuracy(d, codes, n=96):
+        right = 0
+        with torch.no_grad():
+            for _ in range(n // batch):
+                rows = [naming_episode(d.names) for _ in range(batch)]
+                others = [(s, q, next(nm for _, nm in s if nm != a), o) for s, q, a, o in rows]
+                scores = []
+                for rs in (rows, others):
+                    x, seqs = forward(d, rs, codes)
+                    scores.append(torch.stack([lp[torch.arange(len(t)), t].sum() for lp, t in answer_logp(x, seqs)]))
+                right += (scores[0] > scores[1]).sum().item()
+        return right / (n // batch * batch)
+
+    # The LM's states entering `layer` of every token sequence drawn below,
+    # in one batched pass: every naming episode's text (which names, in which
+    # order, which question and answer: the objects change no token) and a
+    # fixed pool of the other families' questions.
+    pool = []
+    for _ in range(KEEP_POOL):
+        kind = ("presence0", "count0", "motion0", "change0")[gen.integers(4)]
+        _, shots, q, a = data.episode(kind)
+        pool.append((shots, q, a, [int(gen.integers(len(objects)))]))
+    texts = [d.sequence([(q, n1), (q, n2)], q, a)[0] for d in (data, val) for q in NAMING_QUESTIONS
+             for n1 in d.names for n2 in d.names if n1 != n2 for a in (n1, n2)]
+    texts += [data.sequence(shots, q, a)[0] for shots, q, a, _ in pool]
+    todo = sorted({tuple(t) for t in texts}, key=len)
+    cache.update(zip(todo, lm.states([list(t) for t in todo], layer)))
+
+    def other_rows(n):
+        rows = [pool[i] for i in gen.choice(len(pool), size=n, replace=False)]
+        # Each written with some object's code (the picture's, to the block).
+        return [(shots, q, a, [int(gen.integers(len(objects)))]) for shots, q, a, _ in rows]
+
+    probe = [naming_episode(data.names) for _ in range(batch)]
+    norm = torch.cat([h[1:] for h in lm.states([data.sequence(s, q, a)[0] for s, q, a, _ in probe], layer)])
+    limit = cap * norm.norm(dim=-1).median().item()
+    free = torch.nn.Parameter(torch.randn(len(objects), lm.c["n_embd"], generator=torch.Generator().manual_seed(seed))
+                              * 1e-3 * limit)
+
+    def codes():
+        n = free.norm(dim=-1, keepdim=True)
+        return free * torch.clamp(limit / n, max=1.0)
+
+    before = accuracy(val, None)
+    opt = torch.optim.Adam([free], lr=0.05 * limit)
+    started = time.time()
+    for step in range(1, steps + 1):
+        x, seqs = forward(data, [naming_episode(data.names) for _ in range(batch)], codes())
+        loss = torch.stack([-lp[torch.arange(len(t)), t].mean() for lp, t in answer_logp(x, seqs)]).mean()
+        rows = other_rows(batch)
+        with torch.no_grad():
+            plain = [lp for lp, _ in answer_logp(*forward(data, rows, None))]
+        written = [lp for lp, _ in answer_logp(*forward(data, rows, codes()))]
+        keep = torch.stack([(p.exp() * (p - w)).sum(-1).mean() for p, w in zip(plain, written)]).mean()
+        opt.zero_grad()
+        (loss + keep_weight * keep).backward()
+        opt.step()
+        if step % 25 == 0 or step == steps:
+            log(f"naming codes before layer {layer}: step {step}/{steps} naming loss {loss.item():.3f} "
+                f"other answers' KL {keep.item():.4f} ({time.time() - started:.0f} s)")
+    after = accuracy(val, codes().detach())
+    log(f"naming codes before layer {layer}: text-only 2-shot naming episodes with the validation names right "
+        f"{before:.3f} without codes → {after:.3f} with them (norm ≤ {cap} × the states' median, {limit:.0f})")
+    table = codes().detach()
+    return {o: table[i] for i, o in enumerate(objects)}
 
 
 # The answers the runtime chooses between, per kind; it decides on the first
@@ -1349,18 +1489,22 @@ def train(args):
         if model.where is not None:
             log("--where: stage 1 of the second resampler (place embeddings)")
             stage_one(Reader(model.where, model.where_head), "--where-stage1", True, data, val, args)
-        words = None
-        if args.naming_init:
+        words, scale = None, args.naming_scale
+        if args.naming_codes:
+            words, scale = naming_codes(lm, data, val, args.naming_layer, args.naming_codes, seed=args.seed), 1.0
+        elif args.naming_init:
             # Imported here: naming_probe imports this module.
             from .naming_probe import Prompts, word_states
             words = word_states(lm, Prompts(args.vigil, args.lm), args.naming_layer)
         init_blocks(model, data, val, scale=args.init_scale, noise=args.state_noise,
-                    count_read_steps=args.count_read_steps, naming_words=words, naming_scale=args.naming_scale)
+                    count_read_steps=args.count_read_steps, naming_words=words, naming_scale=scale,
+                    naming_codes=bool(args.naming_codes))
         if args.naming_frozen:
-            model.freeze_lowest()
+            model.freeze_naming(args.naming_layer)
+            below = (f"; layers {args.naming_layer}-{model.frozen_below - 1} run forward only"
+                     if model.frozen_below is not None else "")
             log(f"block before layer {args.naming_layer}: frozen as started, attention gate opened over the first "
-                f"{NAMING_RAMP} steps (--naming-frozen); layers {args.naming_layer}-{model.frozen_below - 1} run "
-                "forward only")
+                f"{NAMING_RAMP} steps (--naming-frozen){below}")
     if args.late_places:
         model.resampler.place_embs.requires_grad_(True)
         log("place embeddings: learnt from here on (--late-places)")
@@ -1413,8 +1557,8 @@ def train(args):
         lr = args.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_mult"]
-        if model.frozen_below is not None:
-            model.open_lowest(min(1.0, step / NAMING_RAMP))
+        if model.naming_layer is not None:
+            model.open_naming(min(1.0, step / NAMING_RAMP))
         kind = kinds[rng.choice(len(kinds), p=probs)]
         batch = data.batch(kind, args.batch)
         loss, acc = loss_and_accuracy(model, *batch[:5])
@@ -1473,7 +1617,7 @@ def save(model, args, step, seconds):
                      "object_weight": args.object_weight,
                      "naming_layer": args.naming_layer, "naming_init": args.naming_init,
                      "naming_scale": args.naming_scale if args.naming_init else None,
-                     "naming_frozen": args.naming_frozen,
+                     "naming_frozen": args.naming_frozen, "naming_codes": args.naming_codes,
                      "count_read_steps": args.count_read_steps,
                      "torch": torch.__version__},
     }
@@ -1685,8 +1829,12 @@ def main():
                    help="with --naming-init: the written state as a multiple of the word's own")
     p.add_argument("--naming-frozen", action="store_true",
                    help="with --naming-init: that block is not trained (its attention gate opened to tanh 1 over "
-                        f"the first {NAMING_RAMP} steps, FFN shut), so no backward pass runs below the second block "
-                        "(Model.freeze_lowest)")
+                        f"the first {NAMING_RAMP} steps, FFN shut); below the first block, no backward pass then runs "
+                        "below the second (Model.freeze_naming)")
+    p.add_argument("--naming-codes", type=int, default=0, metavar="STEPS",
+                   help="with --naming-init: start --naming-layer's block writing per-object codes learnt this many "
+                        "steps so that the frozen LM layers above it answer text-only naming episodes "
+                        "(naming_codes; for a block above the first, e.g. --naming-layer 28); 0: the word states")
     p.add_argument("--count-read-steps", type=int, default=0,
                    help="the count block starts from a copy of stage 1's head refitted this many steps on counts "
                         "alone (count_reader; 0: from stage 1's head as it is)")
@@ -1713,9 +1861,13 @@ def main():
         p.error("--where gives place embeddings to a second resampler only: drop --place-embeddings")
     if args.where and not args.pretrain_steps:
         p.error("--where: the blocks start from stage 1's heads (init_blocks): --pretrain-steps must be > 0")
-    if not 0 <= args.naming_layer < min(LAYERS):
-        p.error(f"--naming-layer {args.naming_layer}: an LM layer below the first block's ({min(LAYERS)}), "
-                "from 1; or 0 for none")
+    if not 0 <= args.naming_layer < N_LM_LAYERS or args.naming_layer in LAYERS:
+        p.error(f"--naming-layer {args.naming_layer}: an LM layer from 1 to {N_LM_LAYERS - 1} without a block "
+                f"already (blocks: {LAYERS}); or 0 for none")
+    if args.naming_codes < 0:
+        p.error(f"--naming-codes {args.naming_codes}: a number of steps, 0 (the word states) or more")
+    if args.naming_codes and not args.naming_layer:
+        p.error("--naming-codes starts --naming-layer's block: pass --naming-layer N too (28 measured)")
     args.naming_layer = args.naming_layer or None
     args.naming_init = args.naming_init and args.naming_layer is not None
     if args.naming_init and not (args.vigil and args.lm) and not (args.check or args.validate):
