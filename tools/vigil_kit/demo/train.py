@@ -56,6 +56,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .scenes import NAMING  # what a naming episode asks, as the held-out set asks it
+
 # The demo model's shape (docs/adapter-format.md, resampler.py).
 # One block per question role, started by init_blocks (BLOCK_ROLES).
 LAYERS = [23, 24, 25, 27, 29]
@@ -81,8 +83,6 @@ NAMING_SHARE = 0.26
 # --naming-frozen: steps over which the naming block's attention gate opens
 # (tanh 0 → 1; Model.open_naming), about stage 2's first validation.
 NAMING_RAMP = 200
-# What a naming episode asks (scenes.NAMING, which the held-out set draws from).
-NAMING_QUESTIONS = ["What is this called?", "Which one is it?"]
 # --naming-codes: a code's norm, at most, as a multiple of the median norm of
 # the LM's states where it is written (0.25 before layer 28: text-only
 # naming with held-out names 0.56 → 0.98 after 100 steps; scratch run).
@@ -579,7 +579,7 @@ class Data:
             a, b = r.choice(objs, size=2, replace=False)
             na, nb = r.choice(self.names, size=2, replace=False)
             pick = lambda o: self.singles[o][r.integers(len(self.singles[o]))]  # noqa: E731
-            q = NAMING_QUESTIONS[r.integers(len(NAMING_QUESTIONS))]
+            q = NAMING[r.integers(len(NAMING))]
             ex = [(pick(a)["rows"], na), (pick(b)["rows"], nb)]
             if r.integers(2):
                 ex.reverse()
@@ -1253,7 +1253,7 @@ def naming_codes(lm, data, val, layer, steps, cap=NAMING_CODE_CAP, keep_weight=1
     def naming_episode(names):
         a, b = gen.choice(len(objects), size=2, replace=False)
         na, nb = gen.choice(names, size=2, replace=False)
-        q = NAMING_QUESTIONS[gen.integers(len(NAMING_QUESTIONS))]
+        q = NAMING[gen.integers(len(NAMING))]
         shots = [(a, na), (b, nb)]
         if gen.integers(2):
             shots.reverse()
@@ -1261,11 +1261,9 @@ def naming_codes(lm, data, val, layer, steps, cap=NAMING_CODE_CAP, keep_weight=1
         return [(q, n) for _, n in shots], q, answer, [o for o, _ in shots] + [query]
 
     def forward(d, rows, codes):
-        """rows: (shots, question, answer, object per chunk) → final hidden
-        states, answer spans, sequences."""
+        """rows: (shots, question, answer, object per chunk), their states
+        below `layer` cached beforehand → final hidden states, sequences."""
         seqs = [d.sequence(shots, q, a) for shots, q, a, _ in rows]
-        todo = sorted({tuple(ids) for ids, _, _ in seqs} - set(cache), key=len)
-        cache.update(zip(todo, lm.states([list(t) for t in todo], layer)))
         S = max(len(ids) for ids, _, _ in seqs)
         x, which = torch.zeros(len(rows), S, lm.c["n_embd"]), torch.zeros(len(rows), S, len(objects))
         for b, ((ids, media, _), row) in enumerate(zip(seqs, rows)):
@@ -1309,7 +1307,7 @@ def naming_codes(lm, data, val, layer, steps, cap=NAMING_CODE_CAP, keep_weight=1
         kind = ("presence0", "count0", "motion0", "change0")[gen.integers(4)]
         _, shots, q, a = data.episode(kind)
         pool.append((shots, q, a, [int(gen.integers(len(objects)))]))
-    texts = [d.sequence([(q, n1), (q, n2)], q, a)[0] for d in (data, val) for q in NAMING_QUESTIONS
+    texts = [d.sequence([(q, n1), (q, n2)], q, a)[0] for d in (data, val) for q in NAMING
              for n1 in d.names for n2 in d.names if n1 != n2 for a in (n1, n2)]
     texts += [data.sequence(shots, q, a)[0] for shots, q, a, _ in pool]
     todo = sorted({tuple(t) for t in texts}, key=len)
@@ -1321,7 +1319,7 @@ def naming_codes(lm, data, val, layer, steps, cap=NAMING_CODE_CAP, keep_weight=1
         return [(shots, q, a, [int(gen.integers(len(objects)))]) for shots, q, a, _ in rows]
 
     probe = [naming_episode(data.names) for _ in range(batch)]
-    norm = torch.cat([h[1:] for h in lm.states([data.sequence(s, q, a)[0] for s, q, a, _ in probe], layer)])
+    norm = torch.cat([cache[tuple(data.sequence(s, q, a)[0])][1:] for s, q, a, _ in probe])
     limit = cap * norm.norm(dim=-1).median().item()
     free = torch.nn.Parameter(torch.randn(len(objects), lm.c["n_embd"], generator=torch.Generator().manual_seed(seed))
                               * 1e-3 * limit)
