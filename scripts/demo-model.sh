@@ -4,13 +4,14 @@
 #
 #   scripts/demo-model.sh train     retrain from scratch: prepare the data,
 #                                   train (Debian python3-torch, CPU), export
-#                                   into models/demo/ (~80 min on 2 cores)
+#                                   into models/demo/ (~82 min on 2 cores)
 #   scripts/demo-model.sh scenario  the demo clip data/demo-scenario.avi
 #   scripts/demo-model.sh subset    the small held-out set `make test` runs
 #                                   (target/eval-subset, reference answers in)
 #   scripts/demo-model.sh eval      the full held-out set through `vigil eval`
 #
-# Environment: STEPS (second-stage training steps; train.py's default when unset), THREADS (default 2).
+# Environment: STEPS (second-stage training steps; train.py's default when unset), EVAL_EVERY (validation every
+# so many stage-2 steps; default 400), THREADS (default 2).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -88,7 +89,7 @@ case "${1:-}" in
     step "training (stage 1, then stage 2${STEPS:+ for $STEPS steps})"
     mkdir -p "$here/target/train"
     (cd "$here/tools" && OPENBLAS_NUM_THREADS=${THREADS:-2} /usr/bin/python3 -m vigil_kit.demo.train --prep "$prep" ${STEPS:+--steps "$STEPS"} \
-      --eval-every "${EVAL_EVERY:-200}" --threads "${THREADS:-2}" --vigil "$vigil" --lm "$lm" \
+      --eval-every "${EVAL_EVERY:-400}" --threads "${THREADS:-2}" --vigil "$vigil" --lm "$lm" \
       --out "$here/target/train/weights.npz") 2>&1 | tee "$here/target/train/train.log"
     kit export --weights "$here/target/train/weights.npz" --lm "$lm" \
       --encoder-meta "$models/efficientnet-lite0.json" --out "$demo"

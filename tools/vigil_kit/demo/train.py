@@ -73,13 +73,22 @@ FITTED_LR_MULT = 0.02
 KINDS = {  # batch kind → share of the steps (naming2's is then set by --naming-share; mix)
     "presence0": 0.22, "count0": 0.24, "motion0": 0.17, "change0": 0.17, "naming2": 0.14, "presence2": 0.06,
 }
-# Stage 2's share of 2-shot naming episodes. With the null query
-# (--null-weight) the blocks write nothing at the positions they do not
-# answer, so naming, learnt only here, no longer rides on those reads: at
-# 0.14 the few-shot gain held out fell from +13 to +5; at 0.26 it is +29,
-# with presence, motion and change no worse (0.98 / 0.95 / 0.88, count
-# 0.75 → 0.70; EVAL.md).
-NAMING_SHARE = 0.26
+# Stage 2's share of 2-shot naming episodes. Without a naming block, naming
+# was learnt only here: with the null query (--null-weight) the few-shot
+# gain held out was +5 at 0.14 and +29 at 0.26. With the naming codes
+# (NAMING_LAYER) the block carries it: +40 at 0.26, +34 at 0.14, which
+# leaves the other kinds more steps and, naming episodes being the longest
+# sequences, makes a step 1.4 s instead of 2.4 (EVAL.md).
+NAMING_SHARE = 0.14
+# The recipe's naming block (--naming-layer, --naming-codes, --naming-frozen):
+# before layer 28, writing per-object codes learnt 100 steps for the frozen
+# layers above it (validation naming, text only, 0.49 → 0.95 in ~7 min).
+NAMING_LAYER = 28
+NAMING_CODE_STEPS = 100
+# --count-read-steps: the count block starts from stage 1's head refitted on
+# counts alone (validation count stills 0.825 → 0.833; over 400 held-out
+# count questions worth ~3-4 points; EVAL.md).
+COUNT_READ_STEPS = 600
 # --naming-frozen: steps over which the naming block's attention gate opens
 # (tanh 0 → 1; Model.open_naming), about stage 2's first validation.
 NAMING_RAMP = 200
@@ -1784,7 +1793,7 @@ def main():
     p.add_argument("--pretrain-lr", type=float, default=1e-3)
     p.add_argument("--pretrain-decay", action=argparse.BooleanOptionalAction, default=True,
                    help="stage 1's rate falls (cosine) to a tenth by its end, as stage 2's does")
-    p.add_argument("--place-embeddings", action="store_true",
+    p.add_argument("--place-embeddings", action=argparse.BooleanOptionalAction, default=True,
                    help="the resampler also learns where in the 7×7 grid each feature sits (Resampler)")
     p.add_argument("--late-places", action="store_true",
                    help="with --place-embeddings: they start at 0 and learn only in stage 2 (stage 1 as without them)")
@@ -1816,24 +1825,25 @@ def main():
                    help="weight of the every-object loss on the resampler while the blocks train (0: off)")
     p.add_argument("--stage1", help="stage 1's result: loaded when the file exists, else written after stage 1 "
                                     "(to try second stages without redoing the first)")
-    p.add_argument("--naming-layer", type=int, default=0,
-                   help="one more block, before this (lower) LM layer: where the LM's own attention can still "
-                        "match a naming episode's query to its examples (naming_probe; 0: none, the default)")
+    p.add_argument("--naming-layer", type=int, default=None,
+                   help="one more block, before this LM layer, that writes what the picture shows for the layers "
+                        "above to name (NAMING_LAYER; with --naming-codes, codes learnt for those layers; without, "
+                        "the object word's state, which only lower layers match: naming_probe; 0: none)")
     p.add_argument("--naming-init", action=argparse.BooleanOptionalAction, default=True,
                    help="with --naming-layer: start that block writing the state of the picture's object word at "
                         "its layer (init_naming_block; needs --vigil and --lm for the words' tokens); "
                         "--no-naming-init: at random")
     p.add_argument("--naming-scale", type=float, default=0.5,
                    help="with --naming-init: the written state as a multiple of the word's own")
-    p.add_argument("--naming-frozen", action="store_true",
+    p.add_argument("--naming-frozen", action=argparse.BooleanOptionalAction, default=None,
                    help="with --naming-init: that block is not trained (its attention gate opened to tanh 1 over "
                         f"the first {NAMING_RAMP} steps, FFN shut); below the first block, no backward pass then runs "
                         "below the second (Model.freeze_naming)")
-    p.add_argument("--naming-codes", type=int, default=0, metavar="STEPS",
+    p.add_argument("--naming-codes", type=int, default=None, metavar="STEPS",
                    help="with --naming-init: start --naming-layer's block writing per-object codes learnt this many "
                         "steps so that the frozen LM layers above it answer text-only naming episodes "
                         "(naming_codes; for a block above the first, e.g. --naming-layer 28); 0: the word states")
-    p.add_argument("--count-read-steps", type=int, default=0,
+    p.add_argument("--count-read-steps", type=int, default=None,
                    help="the count block starts from a copy of stage 1's head refitted this many steps on counts "
                         "alone (count_reader; 0: from stage 1's head as it is)")
     p.add_argument("--init-scale", type=float, default=30.0,
@@ -1856,9 +1866,21 @@ def main():
     if (args.late_places or args.place_dropout) and not args.place_embeddings:
         p.error("--late-places and --place-dropout go with --place-embeddings")
     if args.where and args.place_embeddings:
-        p.error("--where gives place embeddings to a second resampler only: drop --place-embeddings")
+        p.error("--where gives place embeddings to a second resampler only: pass --no-place-embeddings")
     if args.where and not args.pretrain_steps:
         p.error("--where: the blocks start from stage 1's heads (init_blocks): --pretrain-steps must be > 0")
+    # The recipe's naming block and count read start from stage 1
+    # (init_blocks) and the naming block from the runtime's tokens
+    # (--naming-init): on by default where those are there, off where
+    # they are not; asked for explicitly without them, an error below.
+    if args.naming_layer is None:
+        args.naming_layer = NAMING_LAYER if args.pretrain_steps and args.naming_init else 0
+    if args.naming_codes is None:
+        args.naming_codes = NAMING_CODE_STEPS if args.naming_layer and args.naming_init else 0
+    if args.naming_frozen is None:
+        args.naming_frozen = bool(args.naming_layer and args.naming_init)
+    if args.count_read_steps is None:
+        args.count_read_steps = COUNT_READ_STEPS if args.pretrain_steps else 0
     if not 0 <= args.naming_layer < N_LM_LAYERS or args.naming_layer in LAYERS:
         p.error(f"--naming-layer {args.naming_layer}: an LM layer from 1 to {N_LM_LAYERS - 1} without a block "
                 f"already (blocks: {LAYERS}); or 0 for none")
