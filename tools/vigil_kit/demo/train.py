@@ -1412,11 +1412,38 @@ def evaluate(model, data, batches=3, size=16):
     return out
 
 
-def mix(naming_share):
-    """Each kind's share of the steps: KINDS, with the 2-shot naming
-    episodes given `naming_share` and the other kinds scaled to the rest."""
-    rest = 1.0 - KINDS["naming2"]
-    return np.array([naming_share if k == "naming2" else v * (1.0 - naming_share) / rest for k, v in KINDS.items()])
+def mix(naming_share, shares=None):
+    """Each kind's share of the steps: KINDS (with `shares`, a
+    --shares override, in their place), the 2-shot naming episodes given
+    `naming_share` and the other kinds scaled to the rest."""
+    base = {**KINDS, **(shares or {})}
+    rest = sum(v for k, v in base.items() if k != "naming2")
+    return np.array([naming_share if k == "naming2" else v * (1.0 - naming_share) / rest for k, v in base.items()])
+
+
+def parse_shares(spec):
+    """--shares KIND=SHARE,...: the kinds' shares that replace KINDS' (the
+    others keep theirs; all but naming2, which --naming-share sets, are then
+    scaled to what naming leaves). Raises ValueError saying what is wrong."""
+    shares = {}
+    for part in filter(None, (x.strip() for x in spec.split(","))):
+        kind, sep, value = part.partition("=")
+        kind = kind.strip()
+        if not sep or kind not in KINDS or kind == "naming2":
+            raise ValueError(f"{part!r}: expected KIND=SHARE with KIND one of "
+                             f"{', '.join(k for k in KINDS if k != 'naming2')} (naming2's is --naming-share)")
+        try:
+            share = float(value)
+        except ValueError:
+            raise ValueError(f"{part!r}: {value.strip()!r} is not a number") from None
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"{part!r}: a share from 0 to 1")
+        shares[kind] = share
+    if not shares:
+        raise ValueError("no KIND=SHARE given")
+    if sum({**KINDS, **shares}[k] for k in KINDS if k != "naming2") <= 0:
+        raise ValueError("every kind but naming2 at 0: nothing left to train the blocks on")
+    return shares
 
 
 class Reader:
@@ -1554,7 +1581,7 @@ def train(args):
             # another model (or another tokenizer's ids).
             raise SystemExit(f"--lm {args.lm}: its hidden states are {mean:.0%} away from those of the LM "
                              f"`prepare` dequantized into {args.prep}/lm.npz: pass the same GGUF")
-    kinds, probs = list(KINDS), mix(args.naming_share)
+    kinds, probs = list(KINDS), mix(args.naming_share, args.shares)
     rng = np.random.default_rng(args.seed)
     started, history = time.time(), []
     n_params = sum(p.numel() for p in model.parameters())
@@ -1610,7 +1637,8 @@ def save(model, args, step, seconds):
                       **({"where_width": R_WIDTH} if model.where is not None else {})},
         "training": {"steps": step, "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "seed": args.seed,
                      "threads": args.threads, "seconds": round(seconds),
-                     "kinds": dict(zip(KINDS, mix(args.naming_share).round(4).tolist())), "gate_lr_mult": GATE_LR_MULT,
+                     "kinds": dict(zip(KINDS, mix(args.naming_share, args.shares).round(4).tolist())),
+                     "gate_lr_mult": GATE_LR_MULT,
                      "pretrain_steps": args.pretrain_steps, "pretrain_lr": args.pretrain_lr,
                      "pretrain_decay": args.pretrain_decay,
                      "balance_steps": args.balance_steps, "balance_lr": args.balance_lr,
@@ -1821,6 +1849,8 @@ def main():
     p.add_argument("--naming-share", type=float, default=NAMING_SHARE,
                    help="share of stage 2's steps spent on 2-shot naming episodes (NAMING_SHARE; the other kinds "
                         "keep KINDS' ratios)")
+    p.add_argument("--shares", metavar="KIND=SHARE,...",
+                   help="stage 2's share of steps per kind in place of KINDS' (e.g. count0=0.3); the rest keep theirs")
     p.add_argument("--object-weight", type=float, default=0.5,
                    help="weight of the every-object loss on the resampler while the blocks train (0: off)")
     p.add_argument("--stage1", help="stage 1's result: loaded when the file exists, else written after stage 1 "
@@ -1863,6 +1893,11 @@ def main():
     args = p.parse_args()
     if not 0.0 <= args.naming_share < 1.0:
         p.error(f"--naming-share {args.naming_share}: a share of the steps, from 0 up to (not including) 1")
+    if args.shares is not None:
+        try:
+            args.shares = parse_shares(args.shares)
+        except ValueError as e:
+            p.error(f"--shares: {e}")
     if (args.late_places or args.place_dropout) and not args.place_embeddings:
         p.error("--late-places and --place-dropout go with --place-embeddings")
     if args.where and args.place_embeddings:
