@@ -1523,6 +1523,9 @@ def train(args):
         if model.where is not None:
             log("--where: stage 1 of the second resampler (place embeddings)")
             stage_one(Reader(model.where, model.where_head), "--where-stage1", True, data, val, args)
+        if args.stage1_only:
+            log(f"stage 1 written to {args.stage1} (--stage1-only): stage 2 runs in a process that loads it")
+            return None
         words, scale = None, args.naming_scale
         if args.naming_codes:
             words, scale = naming_codes(lm, data, val, args.naming_layer, args.naming_codes, seed=args.seed), 1.0
@@ -1855,6 +1858,10 @@ def main():
                    help="weight of the every-object loss on the resampler while the blocks train (0: off)")
     p.add_argument("--stage1", help="stage 1's result: loaded when the file exists, else written after stage 1 "
                                     "(to try second stages without redoing the first)")
+    p.add_argument("--stage1-only", action="store_true",
+                   help="train stage 1, write it to --stage1 FILE and stop; a later run with the same --stage1 FILE "
+                        "runs stage 2 (scripts/demo-model.sh train: stage 2's steps run ~20%% slower in the process "
+                        "that trained stage 1)")
     p.add_argument("--naming-layer", type=int, default=None,
                    help="one more block, before this LM layer, that writes what the picture shows for the layers "
                         "above to name (NAMING_LAYER; with --naming-codes, codes learnt for those layers; without, "
@@ -1951,7 +1958,20 @@ def main():
         p.error(f"--lm {args.lm}: no such file (fetch it: make models)")
     if not 0.0 <= args.runtime_share <= 1.0:
         p.error(f"--runtime-share {args.runtime_share}: a share of the rows, from 0 to 1")
-    if not args.out and not args.validate:
+    if args.stage1_only:
+        if not args.pretrain_steps:
+            p.error("--stage1-only trains stage 1: --pretrain-steps must be > 0")
+        if not args.stage1:
+            p.error("--stage1-only writes stage 1 to --stage1 FILE: pass --stage1 FILE")
+        for option, path in (("--stage1", args.stage1), ("--where-stage1", args.where_stage1)):
+            if path and os.path.exists(path):
+                p.error(f"--stage1-only: {option} {path} exists and would be loaded, not trained: remove it, "
+                        "or drop --stage1-only to run stage 2 from it")
+        if args.where and not args.where_stage1:
+            p.error("--stage1-only with --where: pass --where-stage1 FILE for the second resampler's stage 1")
+        if args.check or args.validate:
+            p.error("--stage1-only trains: it does not go with --check or --validate")
+    elif not args.out and not args.validate:
         p.error("--out is needed: the file to write the trained weights (or the check) to")
     if args.validate and not os.path.isfile(args.validate):
         p.error(f"--validate {args.validate}: no such file")
