@@ -86,11 +86,11 @@ case "${1:-}" in
       step "labelling every prepared frame with its objects"
       kit labels --data "$here/data" --prep "$prep"
     fi
-    # Two processes: stage 2's steps ran ~20 % slower (1.34-1.47 vs
-    # 1.09-1.18 s a step, measured) in the process that had trained stage 1
-    # than in one that loads it, which put `make train` over its 90 minutes.
-    # The second process also starts the episode sampler fresh, as the run
-    # that made the committed model did.
+    # Two processes, stage 1 saved between them: stage 2 then starts from
+    # its own seeds (episode sampler, torch's draws) whatever stage 1 drew,
+    # so that it can be rerun from the saved stage 1 alone and give the same
+    # bytes; the committed model was made this way, and `make train`
+    # reproduces its files exactly (EVAL.md).
     train_dir=$here/target/train
     rm -rf "$train_dir" && mkdir -p "$train_dir"
     trainer() {

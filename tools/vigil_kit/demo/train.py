@@ -1860,8 +1860,8 @@ def main():
                                     "(to try second stages without redoing the first)")
     p.add_argument("--stage1-only", action="store_true",
                    help="train stage 1, write it to --stage1 FILE and stop; a later run with the same --stage1 FILE "
-                        "runs stage 2 (scripts/demo-model.sh train: stage 2's steps run ~20%% slower in the process "
-                        "that trained stage 1)")
+                        "runs stage 2 from its own seeds, as one loading that file always does (scripts/demo-model.sh "
+                        "train: the committed model's stage 2 is reproducible from the saved stage 1)")
     p.add_argument("--naming-layer", type=int, default=None,
                    help="one more block, before this LM layer, that writes what the picture shows for the layers "
                         "above to name (NAMING_LAYER; with --naming-codes, codes learnt for those layers; without, "
