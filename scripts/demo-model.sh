@@ -4,7 +4,7 @@
 #
 #   scripts/demo-model.sh train     retrain from scratch: prepare the data,
 #                                   train (Debian python3-torch, CPU), export
-#                                   into models/demo/ (~82 min on 2 cores)
+#                                   into models/demo/ (~90 min on 2 cores)
 #   scripts/demo-model.sh scenario  the demo clip data/demo-scenario.avi
 #   scripts/demo-model.sh subset    the small held-out set `make test` runs
 #                                   (target/eval-subset, reference answers in)
@@ -90,7 +90,7 @@ case "${1:-}" in
     # its own seeds (episode sampler, torch's draws) whatever stage 1 drew,
     # so that it can be rerun from the saved stage 1 alone and give the same
     # bytes; the committed model was made this way, and `make train`
-    # reproduces its files exactly (EVAL.md).
+    # reproduces its files exactly on the host kind that made them (EVAL.md).
     train_dir=$here/target/train
     rm -rf "$train_dir" && mkdir -p "$train_dir"
     trainer() {
