@@ -4,7 +4,7 @@
 #
 #   scripts/demo-model.sh train     retrain from scratch: prepare the data,
 #                                   train (Debian python3-torch, CPU), export
-#                                   into models/demo/ (~90 min on 2 cores)
+#                                   into models/demo/ (60-86 min on 2 cores)
 #   scripts/demo-model.sh scenario  the demo clip data/demo-scenario.avi
 #   scripts/demo-model.sh subset    the small held-out set `make test` runs
 #                                   (target/eval-subset, reference answers in)

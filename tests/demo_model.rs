@@ -44,25 +44,25 @@ fn figures(stdout: &str) -> BTreeMap<String, f64> {
 ///
 /// The floors are the goals less two binomial standard deviations
 /// at the goal on 17 questions, or what the committed demo model reaches
-/// on this subset less about two at its full held-out rate, whichever is
-/// higher, with room for two of the model's right answers to flip (.12),
-/// because the LM's quantized-activation kernels in llama.cpp differ
-/// between CPUs (count sits at its goal's floor). The model
-/// (full held-out rate in brackets): presence .94 (.96), count .76 (.73),
-/// motion .94 (.96), change 1.00 (.87), 2-shot naming 1.00 (.96),
-/// agreement 1.00 (.990).
+/// on this subset less two of its right answers (.12), whichever is
+/// higher: two answers may flip because the LM's quantized-activation
+/// kernels in llama.cpp differ between CPUs. A floor is a whole number of
+/// the 17 answers (k/17 rounded down). The model (full held-out rate in
+/// brackets): presence .94 (.97), count .88 (.74), motion 1.00 (.93),
+/// change .88 (.87), 2-shot naming .82 (.90), agreement 1.00 (.993).
 /// - presence: goal .95 − 2·√(.95·.05/17) = .84; model .94 − 2 answers
-///   = .82: at .88, which asks for the same 15 of 17 as .84 (set when a
-///   model had all 17);
-/// - count: goal .80 − 2·√(.80·.20/17) = .61: at .60 (11 of 17; the
-///   model's 13 may lose two);
-/// - motion: goal .85 − 2·√(.85·.15/17) = .68; model .94 − 2 answers = .82:
-///   at .82;
-/// - change: goal .85 − 2·√(.85·.15/17) = .68; model 1.00 − 2 answers =
-///   .88: at .88, above the majority answer's .82 ("no"), so a change path
-///   that stops seeing the clip fails;
+///   = .82: at .88, which asks for the same 15 of 17 as .84;
+/// - count: goal .80 − 2·√(.80·.20/17) = .61; model .88 − 2 answers =
+///   .76 (13 of 17): at .76. The subset is a lucky draw for count (the
+///   full rate .74 expects 12.6 of 17), so this floor is the tight one;
+/// - motion: goal .85 − 2·√(.85·.15/17) = .68; model 1.00 − 2 answers =
+///   .88: at .88;
+/// - change: goal .85 − 2·√(.85·.15/17) = .68; model .88 − 2 answers =
+///   .76: at .82 (14 of 17, one answer of room) instead, because the
+///   majority answer ("no") scores .82 and a floor under it would let a
+///   change path that stops seeing the clip pass;
 /// - 2-shot naming (the gain's 17 paired episodes cannot resolve 10
-///   points): model 1.00 − 2 answers = .88: at .88;
+///   points): model .82 − 2 answers = .70 (12 of 17): at .70;
 /// - agreement: goal .98 − 2·√(.98·.02/102) = .95, widened for the CPUs'
 ///   kernels: at .90.
 ///
@@ -96,10 +96,10 @@ fn held_out_subset_meets_the_accuracy_floors() {
     let f = figures(&stdout);
     let floors = [
         ("accuracy_presence", 0.88),
-        ("accuracy_count", 0.60),
-        ("accuracy_motion", 0.82),
-        ("accuracy_change", 0.88),
-        ("accuracy_fewshot_2shot", 0.88),
+        ("accuracy_count", 0.76),
+        ("accuracy_motion", 0.88),
+        ("accuracy_change", 0.82),
+        ("accuracy_fewshot_2shot", 0.70),
         ("reference_agreement", 0.90),
     ];
     for (name, floor) in floors {

@@ -1810,7 +1810,7 @@ def main():
     p = argparse.ArgumentParser(prog="vigil_kit.demo.train")
     p.add_argument("--prep", required=True, help="the folder `vigil_kit.demo prepare` wrote")
     p.add_argument("--out", help="the trained weights (.npz; with --check, the check file)")
-    p.add_argument("--steps", type=int, default=1600, help="steps of the second stage (the blocks on the answers)")
+    p.add_argument("--steps", type=int, default=1400, help="steps of the second stage (the blocks on the answers)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=50)
