@@ -13,6 +13,7 @@ use crate::watch::Answer;
 pub struct Outcome {
     pub id: String,
     pub family: String,
+    pub question: String,
     pub shots: usize,
     /// Candidates a guess picks among (0: open-ended, e.g. counts).
     pub n_choices: usize,
@@ -27,6 +28,7 @@ impl Outcome {
         Outcome {
             id: item.id.clone(),
             family: item.family.clone(),
+            question: item.question.clone(),
             shots: item.shots(),
             n_choices: match &item.answer_type {
                 AnswerKind::YesNo => 2,
@@ -214,6 +216,21 @@ impl fmt::Display for Report {
                 .collect();
             writeln!(f, "# count {expected} answered as: {}", answered.join(", "))?;
         }
+        // Every wrong answer with its question, so that one can see what a
+        // model gets wrong (which object, which phrasing), not only how
+        // often; comment lines, like the confusion above.
+        for o in self.outcomes.iter().filter(|o| !o.correct()) {
+            writeln!(
+                f,
+                "# wrong: {} ({}, {} examples): {:?} answered {:?}, expected {:?}",
+                o.id,
+                o.family,
+                o.shots,
+                o.question.trim(),
+                o.answer.trim(),
+                o.expected.trim()
+            )?;
+        }
         if let Some((agreement, n)) = self.reference_agreement() {
             writeln!(f, "reference_agreement: {agreement:.3}")?;
             writeln!(f, "n_reference: {n}")?;
@@ -244,8 +261,9 @@ mod tests {
 
     fn outcome(family: &str, shots: usize, expected: &str, answer: &str) -> Outcome {
         Outcome {
-            id: String::new(),
+            id: format!("{family}-{expected}-{answer}"),
             family: family.into(),
+            question: format!("{family}?"),
             shots,
             n_choices: 2,
             expected: expected.into(),
@@ -344,5 +362,31 @@ mod tests {
         let text = report.to_string();
         assert!(text.contains("accuracy_presence: 0.750\n"), "{text}");
         assert!(text.contains("fewshot_gain: 50.0\n"), "{text}");
+    }
+
+    #[test]
+    fn every_wrong_answer_is_listed_with_its_question_and_no_right_one() {
+        let report = Report::new(
+            vec![
+                outcome("presence", 0, "yes", "no"),
+                outcome("presence", 0, "no", "no"),
+                outcome("count", 0, "3", "2"),
+                outcome("fewshot", 2, "dax", "Dax "),
+            ],
+            Duration::from_secs(1),
+        );
+        let text = report.to_string();
+        let wrong: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("# wrong: "))
+            .collect();
+        assert_eq!(
+            wrong,
+            [
+                "# wrong: presence-yes-no (presence, 0 examples): \"presence?\" answered \"no\", expected \"yes\"",
+                "# wrong: count-3-2 (count, 0 examples): \"count?\" answered \"2\", expected \"3\"",
+            ],
+            "{text}"
+        );
     }
 }
