@@ -18,7 +18,7 @@ and the resampler on Debian's torch:
     python -m vigil_kit.demo.count_probe features --data data --models models --out DIR
     /usr/bin/python3 -m vigil_kit.demo.count_probe probe --features DIR [--stage1 target/train/stage1.pt]
 
-About 3 min for `features` and 15 min for `probe` with `--stage1` here
+About 3 min for `features` and 9.5 min for `probe` with `--stage1` here
 (2 cores, nothing else running).
 
 Measured (EVAL.md, "Where count is lost"), on the held-out backgrounds:
