@@ -382,7 +382,7 @@ class Resampler(nn.Module):
         media = x.reshape(N, T * n, W)
         lat = self.latents[None].expand(N, -1, -1)
         ln = lambda t, p, name: F.layer_norm(t.float(), (W,), p[name + "__weight"], p[name + "__bias"], 1e-5)  # noqa: E731
-        for p in self.layers:
+        for i, p in enumerate(self.layers):
             m = ln(media, p, "norm_media")
             l_ = ln(lat, p, "norm_latents")
             q = F.linear(l_, p["to_q__weight"]) * R_HEAD_DIM**-0.5
@@ -396,7 +396,7 @@ class Resampler(nn.Module):
             lat = lat + F.linear(F.gelu(F.linear(h, p["ff1__weight"]).float()), p["ff2__weight"]).float()
             if trace is not None:
                 trace.setdefault("media", m)
-                trace[f"latents{len(trace) - 1}"] = lat
+                trace[f"latents{i}"] = lat
         return F.layer_norm(lat, (W,), self.norm_w, self.norm_b, 1e-5)
 
     def embeddings(self):
