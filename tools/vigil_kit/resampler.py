@@ -9,7 +9,10 @@ Optionally (weights with `diff_mix.weight`, the demo model's
 since the previous frame at the same grid place, so that what moved,
 appeared or left is in the tokens themselves; a still (T = 1) is unchanged
 by it. A set
-of learned latents then goes through `depth` layers of
+of learned latents (optionally, weights with `place_latents.norm.*`, the
+demo model's `--place-latents`: latent i < tokens first gets grid place i's
+projected feature, averaged over the frames and layer-normed) then goes
+through `depth` layers of
 
     latents += Attn(q = LN(latents), kv = concat(LN(media), LN(latents)))
     latents += FFW(LN(latents))          (Linear, GELU, Linear; no biases)
@@ -67,7 +70,7 @@ def build(w, tokens_per_frame, half_weights=False):
     g = Graph("perceiver_resampler")
     g.half_weights = half_weights
     feats = g.input("features", ["T", tokens_per_frame, c["feature_dim"]])
-    out = _read(g, feats, w, "")
+    out = _read(g, feats, w, "", tokens_per_frame)
     if c.get("where_width"):
         # A second resampler on the same features (the demo model's
         # `--where`), its tokens beside the first's channel-wise: token i
@@ -75,12 +78,12 @@ def build(w, tokens_per_frame, half_weights=False):
         # a block reads either half by its key and value maps.
         where = {k[len("where."):]: v for k, v in w.items() if k.startswith("where.")}
         where["config"] = dict(c, width=c["where_width"])
-        out = g.op("Concat", [out, _read(g, feats, where, "where_")], "both_readers", axis=1)
+        out = g.op("Concat", [out, _read(g, feats, where, "where_", tokens_per_frame)], "both_readers", axis=1)
     g.output(out, "visual_tokens", [c["n_latents"], visual_width(c)])
     return g.model("Perceiver Resampler: [T, tokens, feature_dim] → [n_latents, width]")
 
 
-def _read(g, feats, w, prefix):
+def _read(g, feats, w, prefix, tokens_per_frame):
     """One resampler's graph on `feats` → its [n_latents, width] tokens;
     `prefix` keeps its named constants apart from another's."""
     c = w["config"]
@@ -101,12 +104,24 @@ def _read(g, feats, w, prefix):
         before = g.op("Slice", [shifted, const("d0b", np.array([0], np.int64)), t], "frame_before")
         change = g.op("Sub", [x, before], "change")
         x = g.op("Add", [x, g.linear(change, w["diff_mix.weight"], None, "diff_mix")], "with_change")
+    latents = const("latents", w["latents"])
+    if "place_latents.norm.weight" in w:
+        # Place-anchored latents: latent i < tokens_per_frame starts as
+        # itself plus place i's feature (mean over the frames, before the
+        # frame embeddings), so that what each place holds reaches the
+        # tokens whatever the attention reads.
+        spare = c["n_latents"] - tokens_per_frame
+        if spare < 0:
+            raise ValueError(f"place latents need n_latents ({c['n_latents']}) >= tokens per frame ({tokens_per_frame})")
+        places = g.op("ReduceMean", [x], "place_mean", axes=[0], keepdims=0)
+        places = g.layer_norm(places, w["place_latents.norm.weight"], w["place_latents.norm.bias"])
+        padded = g.op("Concat", [places, const("place_pad", np.zeros((spare, width), np.float32))], "places_padded", axis=0)
+        latents = g.op("Add", [latents, padded], "anchored_latents")
     # Frame position embeddings: the first T rows of the table.
     embs = g.op("Slice", [const("frame_embs", w["frame_embs"]), const("zero", np.array([0], np.int64)), t], "embs")
     x = g.op("Add", [x, embs], "timed")
     media = g.op("Reshape", [x, const("flat", np.array([-1, width], np.int64))], "media")
 
-    latents = const("latents", w["latents"])
     split_heads = const("split_heads", np.array([-1, heads, head_dim], np.int64))
     merge_heads = const("merge_heads", np.array([-1, heads * head_dim], np.int64))
     for i in range(c["depth"]):

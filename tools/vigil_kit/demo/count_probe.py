@@ -122,7 +122,7 @@ def probe(folder, stage1, resampler_only=False):
     if stage1:
         state = torch.load(stage1, map_location="cpu")["resampler"]
         resampler = T.Resampler(torch.Generator().manual_seed(0), places="place_embs" in state,
-                                diffs="diff_mix" in state)
+                                diffs="diff_mix" in state, place_latents="place_norm_w" in state)
         resampler.load_state_dict(state)
         traced = {"resampler: projected, normalised [49, 384]": {}, "resampler: latents after layer 1 [64, 384]": {},
                   "resampler: tokens [64, 384]": {}}
