@@ -352,10 +352,10 @@ class Resampler(nn.Module):
         # clip's first frame, so stills are resampled exactly as without
         # it; starts at 0 (no effect) and draws nothing from `gen`.
         self.diff_mix = nn.Parameter(torch.zeros(W, W)) if diffs else None
-        # With --place-latents (off until measured held out): latent i < 49 starts as its
-        # learned vector plus grid place i's projected feature (averaged
-        # over the frames, layer-normed), and only then reads the media by
-        # attention. Without it, each latent is a softmax average over all
+        # With --place-latents (off until measured held out): latent
+        # i < 49 starts as its learned vector plus grid place i's projected
+        # feature (averaged over the frames, layer-normed), and only then
+        # reads the media by attention. Without it, each latent is a softmax average over all
         # 49·T media tokens, and count_probe measured that the first such
         # layer is where the count is lost: a summing probe reads 0.83-0.85
         # of held-out counts from the projected features, 0.71-0.76 after
@@ -390,7 +390,7 @@ class Resampler(nn.Module):
         if self.place_norm_w is not None:
             # Before the frame (and place) embeddings: a place's content,
             # the same for a still and for a clip that stays still.
-            anchored = F.layer_norm(x.mean(1).float(), (W,), self.place_norm_w, self.place_norm_b, 1e-5)
+            anchored = F.layer_norm(x.mean(1), (W,), self.place_norm_w, self.place_norm_b, 1e-5)
             lat = self.latents[None] + F.pad(anchored, (0, 0, 0, R_LATENTS - n))
         else:
             lat = self.latents[None].expand(N, -1, -1)
