@@ -17,6 +17,7 @@ run_both() {  # label, then the arguments both tools take
   "$py" "$here/benches/vision_ort.py" --threads "$threads" --runs "$runs" "$@" >> "$tmp/ort"
 }
 run_both --encoder "$m/efficientnet-lite0.onnx" --label effnet_lite0
+run_both --encoder "$m/efficientnet-lite0-wide.onnx" --label effnet_lite0_wide  # the demo model's
 run_both --encoder "$m/nfnet-f0.onnx" --label nfnet_f0
 run_both --resampler "$m/resampler.onnx" --frames 1,4,8
 

@@ -57,7 +57,7 @@ step "dpkg -i (first install)"
 dpkg -i "$v1" >"$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log" >&2; fail "dpkg -i"; }
 for f in /usr/bin/vigil /lib/systemd/system/vigil.service /lib/systemd/system/vigil.socket \
   /etc/vigil/vigil.toml /usr/share/vigil/models/smollm2-135m-instruct-q4_1.gguf \
-  /usr/share/vigil/models/efficientnet-lite0.onnx /usr/share/vigil/models/demo/xattn-smollm2-demo.gguf \
+  /usr/share/vigil/models/efficientnet-lite0-wide.onnx /usr/share/vigil/models/demo/xattn-smollm2-demo.gguf \
   /usr/share/vigil/models/demo/resampler-demo.onnx /usr/share/vigil/demo/demo-scenario.avi \
   /usr/share/doc/vigil/README.md /usr/share/doc/vigil/examples/example.toml; do
   expect_file "$f" "install"

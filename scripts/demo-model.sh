@@ -29,7 +29,7 @@ step() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'demo-model: error: %s\n' "$*" >&2; exit 1; }
 kit() { (cd "$here/tools" && "$py" -m vigil_kit.demo "$@"); }
 
-[ -s "$lm" ] && [ -s "$models/efficientnet-lite0.onnx" ] || die "models missing: run make models first"
+[ -s "$lm" ] && [ -s "$models/efficientnet-lite0-wide.onnx" ] || die "models missing: run make models first"
 
 # Everything the held-out data depends on: the generator and the footage.
 data_hash() {
@@ -103,7 +103,7 @@ case "${1:-}" in
     step "training stage 2 (the blocks on the answers${STEPS:+, $STEPS steps})"
     trainer ${STEPS:+--steps "$STEPS"} --eval-every "${EVAL_EVERY:-400}" --out "$train_dir/weights.npz"
     kit export --weights "$train_dir/weights.npz" --lm "$lm" \
-      --encoder-meta "$models/efficientnet-lite0.json" --out "$demo"
+      --encoder-meta "$models/efficientnet-lite0-wide.json" --out "$demo"
     cp "$train_dir/train.log" "$demo/train.log"
     ;;
   scenario)

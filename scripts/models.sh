@@ -2,6 +2,9 @@
 # Builds the vision models with the model kit (tools/vigil_kit) from the
 # weights scripts/setup.sh fetched:
 #   models/efficientnet-lite0.onnx  real ImageNet weights, checked on a cat photo
+#   models/efficientnet-lite0-wide.onnx  the same network with block 11's pooled
+#                                   expansion beside the head ([1, 1952, 7, 7]):
+#                                   the demo model's encoder
 #   models/nfnet-f0.onnx            dm_nfnet_f0 topology, random weights
 #   models/resampler.onnx           Perceiver Resampler, random init
 #   models/xattn-smollm2-random.gguf  4 gated cross-attention blocks for
@@ -44,7 +47,8 @@ fi
 
 kit_hash=$(cat "$req" "$here"/tools/vigil_kit/*.py | sha256sum | cut -c1-12)
 built=$cache/models-$kit_hash
-outputs=(efficientnet-lite0.onnx efficientnet-lite0.json nfnet-f0.onnx nfnet-f0.json resampler.onnx resampler.json
+outputs=(efficientnet-lite0.onnx efficientnet-lite0.json efficientnet-lite0-wide.onnx efficientnet-lite0-wide.json
+  nfnet-f0.onnx nfnet-f0.json resampler.onnx resampler.json
   xattn-smollm2-random.gguf)
 lm=$models/smollm2-135m-instruct-q4_1.gguf
 [ -s "$lm" ] || die "$lm missing: run scripts/setup.sh first"

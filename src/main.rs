@@ -112,7 +112,9 @@ enum Command {
         lm: PathBuf,
         #[arg(long, default_value = "models/demo/xattn-smollm2-demo.gguf")]
         adapter: PathBuf,
-        #[arg(long, default_value = "models/efficientnet-lite0.onnx")]
+        /// The demo model's encoder (the resampler's metadata names the
+        /// feature width it was trained on).
+        #[arg(long, default_value = "models/efficientnet-lite0-wide.onnx")]
         encoder: PathBuf,
         #[arg(long, default_value = "models/demo/resampler-demo.onnx")]
         resampler: PathBuf,

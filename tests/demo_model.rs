@@ -180,7 +180,7 @@ alert_when = "yes"
 consecutive = 2
 "#,
             lm = model_file("smollm2-135m-instruct-q4_1.gguf").display(),
-            encoder = model_file("efficientnet-lite0.onnx").display(),
+            encoder = model_file("efficientnet-lite0-wide.onnx").display(),
             resampler = demo_file("resampler-demo.onnx").display(),
             adapter = demo_file("xattn-smollm2-demo.gguf").display(),
             clip = clip.display(),
@@ -285,7 +285,7 @@ fn truncated_or_mismatched_demo_model_gives_a_clear_error() {
     let truncated = dir.path().join("truncated.gguf");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let resampler = demo_file("resampler-demo.onnx");
-    let encoder = model_file("efficientnet-lite0.onnx");
+    let encoder = model_file("efficientnet-lite0-wide.onnx");
 
     let err = eval_error(&truncated, &resampler, &encoder);
     assert!(
@@ -294,10 +294,13 @@ fn truncated_or_mismatched_demo_model_gives_a_clear_error() {
     );
     assert!(!err.contains("panicked"), "{err}");
 
-    // The demo resampler was trained on EfficientNet-Lite0's 1280-wide
-    // features; NFNet-F0 gives 3072.
-    let err = eval_error(&adapter, &resampler, &model_file("nfnet-f0.onnx"));
-    assert!(err.contains("resampler-demo"), "{err}");
-    assert!(err.contains("1280"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
+    // The demo resampler was trained on the wide encoder's 1952-wide
+    // features (EfficientNet-Lite0's head and block 11's expansion); the
+    // plain graph gives 1280, NFNet-F0 3072.
+    for other in ["efficientnet-lite0.onnx", "nfnet-f0.onnx"] {
+        let err = eval_error(&adapter, &resampler, &model_file(other));
+        assert!(err.contains("resampler-demo"), "{err}");
+        assert!(err.contains("1952"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }

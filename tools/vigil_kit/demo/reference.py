@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from .. import gguf_lm, preprocess, xattn
-from .build import END_OF_CHUNK, MARKER, Encoder, log
+from .build import END_OF_CHUNK, ENCODER, MARKER, Encoder, log
 
 MAX_COUNT = 10
 
@@ -37,10 +37,10 @@ class Reference:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 2
-        meta = json.load(open(f"{models}/efficientnet-lite0.json"))
+        meta = json.load(open(f"{models}/{ENCODER}.json"))
         self.pre = meta["preprocess"]
         self.size = meta["input"]["size"][0]
-        self.encoder = ort.InferenceSession(f"{models}/efficientnet-lite0.onnx", options, providers=["CPUExecutionProvider"])
+        self.encoder = ort.InferenceSession(f"{models}/{ENCODER}.onnx", options, providers=["CPUExecutionProvider"])
         self.fast = Encoder(models)  # its BLAS resize, same result as preprocess
         self.resampler = ort.InferenceSession(resampler_path, options, providers=["CPUExecutionProvider"])
         self.lm = gguf_lm.LM(lm_path)

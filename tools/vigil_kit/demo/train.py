@@ -65,7 +65,9 @@ LAYERS = [23, 24, 25, 27, 29]
 N_LM_LAYERS = 30
 HEADS, HEAD_DIM, FF = 4, 64, 576
 R_WIDTH, R_DEPTH, R_HEADS, R_HEAD_DIM, R_LATENTS, R_FRAMES, R_FF_MULT = 384, 2, 6, 64, 64, 8, 2
-FEATURE_DIM = 1280
+# The encoder's channels per grid place: the prepared features' (1952 for
+# the demo's encoder, build.ENCODER); use_feature_width sets it from them.
+FEATURE_DIM = 1952
 N_PLACES = 49  # the encoder's 7×7 grid of features per frame
 GATE_LR_MULT = 10.0
 FITTED_LR_MULT = 0.02
@@ -543,6 +545,17 @@ class Model(nn.Module):
 
 
 # ---------------------------------------------------------------- data
+
+
+def use_feature_width(prep):
+    """FEATURE_DIM from the features `prepare` wrote (the resampler's input
+    width follows the encoder they came from)."""
+    global FEATURE_DIM
+    shape = np.load(f"{prep}/train_features.npy", mmap_mode="r").shape
+    if len(shape) != 3 or shape[1] != N_PLACES:
+        raise SystemExit(f"{prep}/train_features.npy: shape {shape}, expected [frames, {N_PLACES}, channels]: "
+                         "prepare it again (scripts/demo-model.sh train)")
+    FEATURE_DIM = int(shape[2])
 
 
 class Data:
@@ -1584,6 +1597,8 @@ def train(args):
     # scripts/demo-model.sh); torch's OpenMP threads on top of them only
     # fight over the 2 cores (measured: 2.3 s/step vs 1.4 s/step).
     torch.set_num_threads(1)
+    use_feature_width(args.prep)
+    log(f"feature width {FEATURE_DIM}")
     tok = json.load(open(f"{args.prep}/tokens.json"))
     lm = FrozenLM(f"{args.prep}/lm.npz", tok["lm"])
     if args.vigil:
@@ -1834,6 +1849,7 @@ def validate(args):
     gates held at 0 vs open): a block that reads its evidence separates the
     two, one that only leaks moves both."""
     torch.set_num_threads(1)
+    use_feature_width(args.prep)
     tok = json.load(open(f"{args.prep}/tokens.json"))
     lm = FrozenLM(f"{args.prep}/lm.npz", tok["lm"])
     if args.vigil:
@@ -1877,6 +1893,7 @@ def check(args):
     """This forward pass vs the numpy reference on random trained parts:
     prints the largest logit difference (fp32, no autocast)."""
     torch.set_num_threads(args.threads)
+    use_feature_width(args.prep)
     tok = json.load(open(f"{args.prep}/tokens.json"))
     lm = FrozenLM(f"{args.prep}/lm.npz", tok["lm"])
     model = Model(lm, 0)
