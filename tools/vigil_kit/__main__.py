@@ -34,7 +34,8 @@ def export_effnet(args):
     rgb = preprocess.load_rgb(os.path.join(args.photos, "chelsea.png"))
     img = preprocess.to_input_image(rgb, 224, "crop")
     x = preprocess.normalize(img, meta["preprocess"]["mean"], meta["preprocess"]["std"])
-    probs = efficientnet.classify(session.run(None, {"image": x})[0], sd)
+    plain = session.run(None, {"image": x})[0]
+    probs = efficientnet.classify(plain, sd)
     top5 = [int(i) for i in np.argsort(-probs)[:5]]
     print(f"efficientnet-lite0 check: chelsea.png top-5 ImageNet classes {top5}", flush=True)
     if not CAT_CLASSES & set(top5):
@@ -44,7 +45,6 @@ def export_effnet(args):
     # Its first FEATURE_DIM channels must be the plain graph's.
     wide, _ = efficientnet.build(sd, wide=True)
     both = ort.InferenceSession(wide.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
-    plain = session.run(None, {"image": x})[0]
     diff = float(np.abs(both[:, : efficientnet.FEATURE_DIM] - plain).max())
     print(f"efficientnet-lite0-wide check: output {list(both.shape)}, head channels vs the plain graph max |diff| {diff:.2e}",
           flush=True)

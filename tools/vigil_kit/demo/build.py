@@ -77,7 +77,7 @@ class Encoder:
         return [preprocess.normalize(self.input_image(f), self.pre["mean"], self.pre["std"]) for f in frames]
 
     def __call__(self, frames):
-        """uint8 [n, H, W, 3] → float16 [n, 49, 1952] (the runtime's token order)."""
+        """uint8 [n, H, W, 3] → float16 [n, tokens_per_frame, feature_dim] (the runtime's token order)."""
         return self.run(self.inputs(frames))
 
     def run(self, xs):

@@ -116,16 +116,15 @@ def probe(folder, stage1, resampler_only=False):
     z = {s: np.load(f"{folder}/{s}.npz") for s in SPLITS}
     cells = {s: torch.from_numpy(z[s]["final"].astype(np.float32)).flatten(2).transpose(1, 2) for s in SPLITS}
     wide = {s: torch.from_numpy(z[s]["wide"].astype(np.float32)).flatten(2).transpose(1, 2) for s in SPLITS}
-    stages = {} if resampler_only else {
-        "features [49, 1280]": cells,
-        f"features + {EXPANSION} [49, 1952]": {s: torch.cat([cells[s], wide[s]], 2) for s in SPLITS}}
+    both = {s: torch.cat([cells[s], wide[s]], 2) for s in SPLITS}
+    stages = {} if resampler_only else {"features [49, 1280]": cells, f"features + {EXPANSION} [49, 1952]": both}
     if stage1:
         state = torch.load(stage1, map_location="cpu")["resampler"]
         # A stage 1 trained on the demo's wide encoder (build.ENCODER) reads
         # the head's features and block 11's pooled expansion together.
         width = state["proj_w"].shape[1]
-        if width == cells["train"].shape[2] + wide["train"].shape[2]:
-            cells = {s: torch.cat([cells[s], wide[s]], 2) for s in SPLITS}
+        if width == both["train"].shape[2]:
+            cells = both
         elif width != cells["train"].shape[2]:
             raise SystemExit(f"{stage1}: its resampler reads {width}-wide features; {folder} has "
                              f"{cells['train'].shape[2]} (+ {wide['train'].shape[2]})")

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from .. import gguf_lm, preprocess, xattn
-from .build import END_OF_CHUNK, ENCODER, MARKER, Encoder, log
+from .build import END_OF_CHUNK, MARKER, Encoder, log
 
 MAX_COUNT = 10
 
@@ -37,11 +37,9 @@ class Reference:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 2
-        meta = json.load(open(f"{models}/{ENCODER}.json"))
-        self.pre = meta["preprocess"]
-        self.size = meta["input"]["size"][0]
-        self.encoder = ort.InferenceSession(f"{models}/{ENCODER}.onnx", options, providers=["CPUExecutionProvider"])
-        self.fast = Encoder(models)  # its BLAS resize, same result as preprocess
+        # The demo's encoder (its BLAS resize gives preprocess's result).
+        self.fast = Encoder(models)
+        self.pre, self.size, self.encoder = self.fast.pre, self.fast.size, self.fast.session
         self.resampler = ort.InferenceSession(resampler_path, options, providers=["CPUExecutionProvider"])
         self.lm = gguf_lm.LM(lm_path)
         self.adapter = xattn.Adapter.read(adapter_path)
