@@ -1,7 +1,7 @@
 # vigil — the two commands that matter are `make demo` and `make test`.
 CARGO ?= cargo
-# The native build of ggml is ~1.5x faster (see FIELD-NOTES); set
-# RUSTFLAGS= to build a binary for any x86-64.
+# Builds use the build host's CPU flags (.cargo/config.toml); set
+# RUSTFLAGS= to build a binary for any x86-64 (docs/building.md).
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all setup models fixtures extra-lms build release test test-all lint units deb demo train eval bench-vision bench-lm bench-daemon clean
@@ -27,9 +27,14 @@ build: setup
 release: setup
 	$(CARGO) build --locked --release
 
+# Formatting, clippy (with the [lints] of Cargo.toml), the API docs with
+# their intra-doc links, and no import cycle between the files of a module
+# (src/ and tools/).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --document-private-items
+	python3 scripts/check-cycles.py
 
 units: build
 	scripts/check-units.sh

@@ -5,7 +5,8 @@
 #   scripts/demo-model.sh train     retrain from scratch: prepare the data,
 #                                   train (Debian python3-torch, CPU), export
 #                                   into models/demo/ (60-86 min on 2 cores)
-#   scripts/demo-model.sh scenario  the demo clip data/demo-scenario.avi
+#   scripts/demo-model.sh scenario  the demo clips data/demo-scenario.avi and
+#                                   data/still-scenario.avi
 #   scripts/demo-model.sh subset    the small held-out set `make test` runs
 #                                   (target/eval-subset, reference answers in)
 #   scripts/demo-model.sh eval      the full held-out set through `vigil eval`
@@ -107,15 +108,14 @@ case "${1:-}" in
     cp "$train_dir/train.log" "$demo/train.log"
     ;;
   scenario)
-    out=$here/data/demo-scenario.avi
     key=$(cat "$here"/tools/vigil_kit/demo/{sources,scenario}.py | sha256sum | cut -c1-12)
-    if [ ! -s "$cache/scenario-$key/demo-scenario.avi" ]; then
-      step "demo scenario clip"
+    if [ ! -s "$cache/scenario-$key/still-scenario.avi" ]; then
+      step "demo scenario clips"
       rm -rf "$cache/scenario-$key.part" && mkdir -p "$cache/scenario-$key.part"
       kit scenario --data "$here/data" --out "$cache/scenario-$key.part/demo-scenario.avi"
       rm -rf "$cache/scenario-$key" && mv "$cache/scenario-$key.part" "$cache/scenario-$key"
     fi
-    cp "$cache/scenario-$key"/demo-scenario.* "$here/data/"
+    cp "$cache/scenario-$key"/demo-scenario.* "$cache/scenario-$key"/still-scenario.* "$here/data/"
     ;;
   subset) heldout subset 17 ;;
   eval)

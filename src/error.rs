@@ -14,8 +14,10 @@ pub enum Error {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Listen(#[from] crate::api::listener::ListenError),
-    #[error("{0}")]
-    Lm(String),
+    #[error(transparent)]
+    Lm(#[from] crate::lm::LmError),
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
     #[error("cannot start the API server: {0}")]
     Api(std::io::Error),
     #[error("cannot install signal handlers: {0}")]

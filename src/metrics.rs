@@ -1,7 +1,9 @@
-//! Latency histograms and the Prometheus text format.
+//! Latency histograms, metric descriptors and the Prometheus text format.
 //!
-//! Every stage counts what it does with atomics (no lock on the hot path);
-//! `/metrics` reads them and renders the exposition format here.
+//! Every stage counts what it does with atomics (no lock on the hot path)
+//! and describes each number once, in a table of [`Metric`]s beside its
+//! stats: `/metrics` renders the tables in the exposition format here, and
+//! `/v1/status` reads the same tables by key.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +61,45 @@ impl Histogram {
     }
 }
 
+/// What a number is to Prometheus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up (until a restart).
+    Counter,
+    /// A level now: goes up and down.
+    Gauge,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// One number a stage keeps, described once: its name in `/metrics`, its
+/// key in `/v1/status`, and how to read it from the stage's stats `T`.
+pub struct Metric<T> {
+    pub name: &'static str,
+    pub key: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub read: fn(&T) -> u64,
+}
+
+/// A stage's numbers by key, as `/v1/status` shows them.
+pub fn status_object<T>(
+    table: &[Metric<T>],
+    stats: &T,
+) -> serde_json::Map<String, serde_json::Value> {
+    table
+        .iter()
+        .map(|m| (m.key.to_string(), (m.read)(stats).into()))
+        .collect()
+}
+
 /// Builds a Prometheus text exposition.
 #[derive(Default)]
 pub struct Exposition {
@@ -85,6 +126,18 @@ impl Exposition {
 
     pub fn single(&mut self, name: &str, help: &str, kind: &str, value: f64) {
         self.family(name, help, kind, &[(String::new(), value)]);
+    }
+
+    /// One family per metric of `table`, a sample per labelled item
+    /// (labels `""` for a stage with one set of stats).
+    pub fn table<T>(&mut self, table: &[Metric<T>], items: &[(String, &T)]) {
+        for m in table {
+            let samples: Vec<(String, f64)> = items
+                .iter()
+                .map(|(labels, stats)| (labels.clone(), (m.read)(stats) as f64))
+                .collect();
+            self.family(m.name, m.help, m.kind.as_str(), &samples);
+        }
     }
 
     /// A summary without quantiles: a sum and a count.
@@ -147,6 +200,45 @@ mod tests {
         assert!(text.contains("x_seconds_bucket{le=\"30\"} 4\n"), "{text}");
         assert!(text.contains("x_seconds_bucket{le=\"+Inf\"} 5\n"), "{text}");
         assert!(text.contains("x_seconds_count 5\n"), "{text}");
+    }
+
+    #[test]
+    fn a_table_feeds_both_the_exposition_and_the_status() {
+        struct Stats {
+            seen: u64,
+            now: u64,
+        }
+        const TABLE: &[Metric<Stats>] = &[
+            Metric {
+                name: "x_seen_total",
+                key: "seen",
+                help: "Things seen.",
+                kind: Kind::Counter,
+                read: |s| s.seen,
+            },
+            Metric {
+                name: "x_now",
+                key: "now",
+                help: "Things now.",
+                kind: Kind::Gauge,
+                read: |s| s.now,
+            },
+        ];
+        let (a, b) = (Stats { seen: 3, now: 1 }, Stats { seen: 5, now: 0 });
+        let mut e = Exposition::default();
+        e.table(TABLE, &[(label("cam", "a"), &a), (label("cam", "b"), &b)]);
+        let text = e.finish();
+        assert!(text.contains("# TYPE x_seen_total counter\n"), "{text}");
+        assert!(text.contains("x_seen_total{cam=\"b\"} 5\n"), "{text}");
+        assert!(
+            text.contains("# TYPE x_now gauge\nx_now{cam=\"a\"} 1\n"),
+            "{text}"
+        );
+        let status = status_object(TABLE, &a);
+        assert_eq!(
+            serde_json::Value::Object(status),
+            serde_json::json!({"seen": 3, "now": 1})
+        );
     }
 
     #[test]

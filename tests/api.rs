@@ -11,17 +11,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, raw_request};
-use common::{TempDir, model_file, wait_until};
+use common::{TempDir, wait_until};
 
 /// `[daemon]` and `[model]` for a test daemon (paths absolute).
 fn header(extra_daemon: &str) -> String {
     format!(
-        "[daemon]\nsummary_interval = \"1h\"\nlog_level = \"info\"\n{extra_daemon}\n\
-         [model]\nlm = \"{}\"\nencoder = \"{}\"\nresampler = \"{}\"\nadapter = \"{}\"\nthreads = 2\n",
-        model_file("smollm2-135m-instruct-q4_1.gguf").display(),
-        model_file("efficientnet-lite0.onnx").display(),
-        model_file("resampler.onnx").display(),
-        model_file("xattn-smollm2-random.gguf").display(),
+        "[daemon]\nsummary_interval = \"1h\"\nlog_level = \"info\"\n{extra_daemon}\n{}",
+        common::config::random_model()
     )
 }
 
@@ -655,8 +651,10 @@ fn socket_activation_serves_on_the_listener_systemd_passes() {
     let activated = dir.path().join("activated.sock");
     let listener = std::os::unix::net::UnixListener::bind(&activated).unwrap();
     let fd = listener.as_raw_fd();
-    // Inheritable, as systemd passes it (std opens sockets close-on-exec).
-    // SAFETY: fcntl on a descriptor this test owns.
+    // Inheritable, as systemd passes it (std opens sockets close-on-exec);
+    // std has no safe way to clear FD_CLOEXEC.
+    // SAFETY: fcntl on a descriptor this test owns and keeps open.
+    #[allow(unsafe_code)]
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFD);
         assert_eq!(libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC), 0);
@@ -688,8 +686,7 @@ fn socket_activation_serves_on_the_listener_systemd_passes() {
         !configured.exists(),
         "the configured path is not bound when activated"
     );
-    // SAFETY: kill(2) on the child we spawned.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    common::daemon::send_signal(child.id(), libc::SIGTERM);
     assert!(child.wait().unwrap().success());
     assert!(
         activated.exists(),

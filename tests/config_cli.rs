@@ -84,6 +84,15 @@ fn bad_durations_are_rejected_with_the_units_that_work() {
         17,
         "needs a unit",
     );
+    // Idle threads show a sign of life about once a second: a shorter
+    // limit would stop the watchdog pings of a healthy daemon.
+    assert_rejected_at(
+        &dir,
+        &format!("[daemon]\nwedged_after = \"1s\"\n{CAMERA}"),
+        2,
+        16,
+        "wedged_after must be at least 5s",
+    );
 }
 
 #[test]

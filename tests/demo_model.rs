@@ -124,15 +124,30 @@ fn held_out_subset_meets_the_accuracy_floors() {
     assert!(f.contains_key("fewshot_gain"), "{stdout}");
 }
 
-/// The demo scenario (real footage, a cat from 15 s to 40 s, a horse from
-/// 50 s to 66 s) played as a live camera: the standing questions raise
-/// their alerts within ±3 s of the known times and return to normal after.
-#[test]
-fn demo_scenario_alerts_at_the_known_times() {
-    let _turn = CPU_HEAVY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let clip = repo("data/demo-scenario.avi");
+/// A yes/no standing question about `object` on the camera "yard",
+/// alerting after two "yes" answers in a row.
+fn object_question(object: &str) -> String {
+    format!(
+        r#"
+[[question]]
+name = "{object}"
+camera = "yard"
+ask = "Is there a {object}?"
+answer = "yes-no"
+every = "1s"
+window = "1 frame"
+alert_when = "yes"
+consecutive = 2
+"#
+    )
+}
+
+/// Plays data/`clip` (written by `make models`) as the live camera "yard"
+/// of a daemon on the demo model with `questions`; returns the clip's
+/// metadata, the times (s of the clip) of each (question, event kind),
+/// and `GET /v1/questions` at the end.
+fn play_scenario(clip: &str, questions: &str) -> Scenario {
+    let clip = repo(&format!("data/{clip}"));
     assert!(
         clip.is_file(),
         "{} is missing: run `make models`",
@@ -146,43 +161,13 @@ fn demo_scenario_alerts_at_the_known_times() {
     std::fs::write(
         &config,
         format!(
-            r#"
-[model]
-lm = "{lm}"
-encoder = "{encoder}"
-resampler = "{resampler}"
-adapter = "{adapter}"
-threads = 2
-
+            r#"{model}
 [[camera]]
 name = "yard"
 source = "{clip}"
 fps = 1
-
-[[question]]
-name = "cat"
-camera = "yard"
-ask = "Is there a cat?"
-answer = "yes-no"
-every = "1s"
-window = "1 frame"
-alert_when = "yes"
-consecutive = 2
-
-[[question]]
-name = "horse"
-camera = "yard"
-ask = "Is there a horse?"
-answer = "yes-no"
-every = "1s"
-window = "1 frame"
-alert_when = "yes"
-consecutive = 2
-"#,
-            lm = model_file("smollm2-135m-instruct-q4_1.gguf").display(),
-            encoder = model_file("efficientnet-lite0-wide.onnx").display(),
-            resampler = demo_file("resampler-demo.onnx").display(),
-            adapter = demo_file("xattn-smollm2-demo.gguf").display(),
+{questions}"#,
+            model = common::config::demo_model(),
             clip = clip.display(),
         ),
     )
@@ -221,6 +206,25 @@ consecutive = 2
         let t = (e["time_ms"].as_u64().unwrap() as f64 - start_ms as f64) / 1000.0;
         seen.entry((question, kind)).or_default().push(t);
     }
+    let questions = daemon.get("/v1/questions").json();
+    assert_eq!(daemon.terminate(Duration::from_secs(20)).code(), Some(0));
+    Scenario {
+        meta,
+        seen,
+        questions,
+    }
+}
+
+struct Scenario {
+    meta: serde_json::Value,
+    seen: BTreeMap<(String, String), Vec<f64>>,
+    questions: serde_json::Value,
+}
+
+/// Each of the clip's events gave exactly one alert within ±3 s of the
+/// object's arrival and one return to normal within ±3 s of its leaving.
+fn assert_alerts_at_the_known_times(scenario: &Scenario) {
+    let Scenario { meta, seen, .. } = scenario;
     let summary = format!("{seen:#?}");
     for event in meta["events"].as_array().unwrap() {
         let object = event["object"].as_str().unwrap();
@@ -255,7 +259,38 @@ consecutive = 2
             normals[0]
         );
     }
-    assert_eq!(daemon.terminate(Duration::from_secs(20)).code(), Some(0));
+}
+
+/// The demo scenario (real footage, a cat from 15 s to 40 s, a horse from
+/// 50 s to 66 s) played as a live camera: the standing questions raise
+/// their alerts within ±3 s of the known times and return to normal after.
+#[test]
+fn demo_scenario_alerts_at_the_known_times() {
+    let _turn = CPU_HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let questions = object_question("cat") + &object_question("horse");
+    assert_alerts_at_the_known_times(&play_scenario("demo-scenario.avi", &questions));
+}
+
+/// A still picture where a cat arrives at 8 s, keeps still, and leaves at
+/// 20 s, with the default change gating: after each change the LM runs
+/// once and the next ticks keep its answer, which must count towards
+/// `consecutive = 2` both ways, or the alert (and later the return to
+/// normal) would never come.
+#[test]
+fn an_object_that_arrives_and_keeps_still_on_a_still_scene_alerts() {
+    let _turn = CPU_HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let scenario = play_scenario("still-scenario.avi", &object_question("cat"));
+    // The scene is still between the changes: most ticks kept an answer.
+    let cat = &scenario.questions[0];
+    assert!(
+        cat["gated"].as_u64().unwrap() >= 10,
+        "change gating should keep most answers on a still scene: {cat}"
+    );
+    assert_alerts_at_the_known_times(&scenario);
 }
 
 fn eval_error(adapter: &Path, resampler: &Path, encoder: &Path) -> String {
@@ -302,5 +337,62 @@ fn truncated_or_mismatched_demo_model_gives_a_clear_error() {
         assert!(err.contains("resampler-demo"), "{err}");
         assert!(err.contains("1952"), "{err}");
         assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// README.md and EVAL.md describe the committed model: the blocks' count
+/// and layers and the resampler's shape as `training.json` records them,
+/// and every accuracy README quotes is one of EVAL.md's table.
+#[test]
+fn readme_and_eval_agree_with_the_committed_model() {
+    let read = |path: &str| std::fs::read_to_string(repo(path)).unwrap();
+    let training: serde_json::Value =
+        serde_json::from_str(&read("models/demo/training.json")).unwrap();
+    let readme = read("README.md");
+    let eval = read("models/demo/EVAL.md");
+    let layers: Vec<u64> = training["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_u64().unwrap())
+        .collect();
+    let (last, rest) = layers.split_last().unwrap();
+    let list = format!(
+        "{}, {last}",
+        rest.iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let blocks = format!("{} gated cross-attention blocks", layers.len());
+    for (name, text) in [("README.md", &readme), ("EVAL.md", &eval)] {
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(&blocks), "{name} should say \"{blocks}\"");
+        assert!(
+            flat.contains(&format!("before layers {list}"))
+                || flat.contains(&format!("before LM layers {list}")),
+            "{name} should list the blocks' layers: {list}"
+        );
+    }
+    let r = &training["resampler"];
+    let shape = format!(
+        "width {}, {} layers, {} heads × {}, {} latents, up to {} frames",
+        r["width"], r["depth"], r["heads"], r["head_dim"], r["n_latents"], r["max_frames"]
+    );
+    assert!(
+        eval.contains(&shape),
+        "EVAL.md should describe the resampler as \"{shape}\""
+    );
+
+    // The figures README quotes, each in EVAL.md's table.
+    let table: Vec<&str> = eval.lines().filter(|l| l.starts_with('|')).collect();
+    let figure = regex::Regex::new(r"\b0\.\d\d\b|\b\d+ points\b").unwrap();
+    let quoted: Vec<&str> = figure.find_iter(&readme).map(|m| m.as_str()).collect();
+    assert!(!quoted.is_empty(), "README quotes the demo model's figures");
+    for q in quoted {
+        assert!(
+            table.iter().any(|row| row.contains(q)),
+            "README quotes {q}, which is not in EVAL.md's table"
+        );
     }
 }

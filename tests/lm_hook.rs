@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vigil::lm::{Context, ContextOptions, LmError, Model, ResidualHook, Token};
+use vigil::lm::{Context, ContextOptions, HookError, LmError, Model, ResidualHook, Token};
 
 /// One thread per context: the tests run side by side on 2 cores, and
 /// llama.cpp's spinning threads would otherwise fight each other.
@@ -35,7 +35,7 @@ impl ResidualHook for AddDirection {
     fn layers(&self) -> Vec<usize> {
         vec![self.layer]
     }
-    fn edit(&mut self, layer: usize, rows: &mut [f32], n_embd: usize) -> Result<(), String> {
+    fn edit(&mut self, layer: usize, rows: &mut [f32], n_embd: usize) -> Result<(), HookError> {
         assert_eq!(layer, self.layer);
         for row in rows.chunks_exact_mut(n_embd) {
             for (v, d) in row.iter_mut().zip(&self.direction) {
@@ -53,7 +53,7 @@ impl ResidualHook for Observe {
     fn layers(&self) -> Vec<usize> {
         (0..self.0).collect()
     }
-    fn edit(&mut self, _: usize, _: &mut [f32], _: usize) -> Result<(), String> {
+    fn edit(&mut self, _: usize, _: &mut [f32], _: usize) -> Result<(), HookError> {
         Ok(())
     }
 }
@@ -181,8 +181,8 @@ impl ResidualHook for Failing {
     fn layers(&self) -> Vec<usize> {
         vec![3]
     }
-    fn edit(&mut self, _: usize, _: &mut [f32], _: usize) -> Result<(), String> {
-        Err("adapter weights are missing".into())
+    fn edit(&mut self, _: usize, _: &mut [f32], _: usize) -> Result<(), HookError> {
+        Err(HookError::NoBlock(7))
     }
 }
 
@@ -193,7 +193,9 @@ fn bad_inputs_are_errors_not_aborts() {
     let mut ctx = Context::new(&model, &options(), Some(Box::new(Failing))).unwrap();
     let tokens = model.tokenize("hello", true).unwrap();
     match ctx.decode(&tokens) {
-        Err(LmError::Hook(m)) => assert!(m.contains("adapter weights are missing"), "{m}"),
+        Err(e @ LmError::Hook(HookError::NoBlock(7))) => {
+            assert_eq!(e.to_string(), "the residual hook failed: no block 7");
+        }
         other => panic!("{other:?}"),
     }
     // A hook on a layer the model does not have.

@@ -265,7 +265,7 @@ fn embedding_batches_equal_the_token_path() {
     assert_eq!(b.n_past(), tokens.len() + 2);
     assert!(matches!(
         b.decode_embeddings(&embeddings[..10], &[]),
-        Err(LmError::Invalid(_))
+        Err(LmError::RaggedEmbeddings { values: 10, .. })
     ));
 }
 
@@ -839,7 +839,7 @@ fn bad_adapters_are_refused_with_a_clear_error() {
     let media = session.media(visual(&visual_tokens(1))).unwrap();
     assert!(matches!(
         plain.feed(&Prompt::new().media(&media)),
-        Err(LmError::Invalid(_))
+        Err(LmError::NoAdapter)
     ));
 }
 

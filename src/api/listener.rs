@@ -41,6 +41,7 @@ pub struct UnixSocket {
 }
 
 /// The listener systemd passed (`LISTEN_FDS`), if any.
+#[allow(unsafe_code)] // Taking ownership of the fd systemd passed.
 pub fn activated() -> Result<Option<UnixSocket>, ListenError> {
     let mut fds = sd_notify::listen_fds().map_err(|e| ListenError::Activation(e.to_string()))?;
     let Some(fd) = fds.next() else {

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod client;
+mod context;
 pub mod http;
 pub mod listener;
 mod metrics;
@@ -13,5 +14,5 @@ mod routes;
 mod server;
 mod sse;
 
-pub use routes::ApiContext;
+pub use context::ApiContext;
 pub use server::{ApiServer, MAX_CONNECTIONS};

@@ -2,69 +2,19 @@
 //! `{"error": {"code", "message"}}` and the status that fits.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::context::{API_METRICS, ApiContext};
 use super::http::{Request, Response};
 use super::metrics;
-use super::server::Counters;
-use crate::capture::CameraStatus;
 use crate::config::{AnswerKind, Example, Window};
-use crate::output::OutputStats;
-use crate::store::{EventFilter, Store, StoredEvent};
-use crate::vision::VisionWorker;
-use crate::watch::{AskError, AskRequest, Rings, Subscription, Watch, WorkerStats};
-
-/// Everything the endpoints read.
-pub struct ApiContext {
-    /// `None` when the config names no adapter or vision models: the API
-    /// then reports status and cameras, and refuses questions.
-    pub watch: Option<Arc<Watch>>,
-    pub rings: Rings,
-    pub store: Arc<Store>,
-    /// The cameras' statuses now (the daemon owns the cameras).
-    pub cameras: Box<dyn Fn() -> Vec<CameraStatus> + Send + Sync>,
-    pub vision: Option<Arc<VisionWorker>>,
-    /// What `/v1/status` says of the models.
-    pub model: Value,
-    pub started: Instant,
-    pub counters: Counters,
-    pub ask_timeout: Duration,
-    /// Each `[[output]]`'s counters, for `/metrics`.
-    pub outputs: Vec<Arc<OutputStats>>,
-}
-
-impl ApiContext {
-    pub fn new(
-        watch: Option<Arc<Watch>>,
-        rings: Rings,
-        store: Arc<Store>,
-        cameras: Box<dyn Fn() -> Vec<CameraStatus> + Send + Sync>,
-        vision: Option<Arc<VisionWorker>>,
-        model: Value,
-    ) -> ApiContext {
-        ApiContext {
-            watch,
-            rings,
-            store,
-            cameras,
-            vision,
-            model,
-            started: Instant::now(),
-            counters: Counters {
-                active: AtomicUsize::new(0),
-                requests: AtomicU64::new(0),
-                refused_connections: AtomicU64::new(0),
-                bad_requests: AtomicU64::new(0),
-            },
-            ask_timeout: Duration::from_secs(60),
-            outputs: Vec::new(),
-        }
-    }
-}
+use crate::metrics::status_object;
+use crate::output::{BACKLOG_METRICS, OUTPUT_METRICS};
+use crate::store::{EventFilter, StoredEvent};
+use crate::watch::{AskError, AskRequest, Subscription, WORKER_METRICS};
 
 pub enum Reply {
     Done(Response),
@@ -143,24 +93,38 @@ pub fn route(ctx: &ApiContext, req: &Request) -> Reply {
 
 fn status(ctx: &ApiContext) -> Response {
     let worker = ctx.watch.as_ref().map(|w| {
-        let s = &w.shared.stats;
-        let get = WorkerStats::get;
-        json!({
-            "questions": w.shared.questions.lock().unwrap_or_else(|p| p.into_inner()).len(),
-            "queue_depth": w.queue_depth(),
-            "queue_capacity": crate::watch::ASK_QUEUE,
-            "asks_answered": get(&s.asks_answered),
-            "asks_failed": get(&s.asks_failed),
-            "asks_refused": get(&s.asks_refused),
-            "runs": get(&s.runs),
-            "runs_gated": get(&s.runs_gated),
-            "ticks_skipped": get(&s.ticks_skipped),
-            "clips_shared": get(&s.clips_shared),
-            "alerts": get(&s.alerts),
-            "events": get(&s.events),
-            "heartbeat_age_ms": w.shared.heartbeat_age().as_millis() as u64,
-        })
+        let mut worker = status_object(WORKER_METRICS, &w.shared.stats);
+        worker.extend([
+            (
+                "questions".to_string(),
+                json!(
+                    w.shared
+                        .questions
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .len()
+                ),
+            ),
+            ("queue_depth".to_string(), json!(w.queue_depth())),
+            ("queue_capacity".to_string(), json!(crate::watch::ASK_QUEUE)),
+            (
+                "heartbeat_age_ms".to_string(),
+                json!(w.shared.heartbeat_age().as_millis() as u64),
+            ),
+        ]);
+        worker
     });
+    let outputs: Vec<Value> = ctx
+        .outputs
+        .iter()
+        .map(|o| {
+            let mut numbers = status_object(OUTPUT_METRICS, o.as_ref());
+            if o.knows_backlog() {
+                numbers.extend(status_object(BACKLOG_METRICS, o.as_ref()));
+            }
+            json!({"name": o.name, "kind": o.kind, "stats": numbers})
+        })
+        .collect();
     Response::json(
         200,
         &json!({
@@ -170,6 +134,8 @@ fn status(ctx: &ApiContext) -> Response {
             "cameras": (ctx.cameras)(),
             "worker": worker,
             "vision": ctx.vision.as_ref().map(|v| v.stats()),
+            "outputs": outputs,
+            "api": status_object(API_METRICS, &ctx.counters),
             "store": {
                 "path": ctx.store.path(),
                 "events": ctx.store.count().ok(),
@@ -316,8 +282,8 @@ fn ask_error(ctx: &ApiContext, e: AskError) -> Response {
         AskError::NoFrames(_) => {
             Response::error(409, "no_frames", message).with_header("Retry-After", "2".into())
         }
-        AskError::Invalid(_) => bad(message),
-        AskError::Failed(_) => Response::error(500, "failed", message),
+        AskError::Examples(_) => bad(message),
+        AskError::Clip(_) | AskError::Lm(_) => Response::error(500, "failed", message),
         AskError::Stopped => Response::error(503, "stopping", message),
         AskError::Timeout(_) => Response::error(504, "timeout", message),
     }

@@ -9,13 +9,14 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::context::ApiContext;
 use super::http::{self, Limits, Response};
 use super::listener::{Conn, UnixSocket};
-use super::routes::{self, ApiContext, Reply};
+use super::routes::{self, Reply};
 use super::sse;
 
 /// Connections served at once; more are refused with 503.
@@ -23,13 +24,6 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// Read timeout of one `read` call: the request deadline is checked this often.
 const READ_TICK: Duration = Duration::from_millis(500);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub struct Counters {
-    pub active: AtomicUsize,
-    pub requests: AtomicU64,
-    pub refused_connections: AtomicU64,
-    pub bad_requests: AtomicU64,
-}
 
 pub struct ApiServer {
     stop: Arc<AtomicBool>,

@@ -17,6 +17,7 @@ use super::backoff::{Backoff, HEALTHY_AFTER};
 use super::error::CaptureError;
 use super::session::{Event, Session};
 use crate::config::CameraSpec;
+use crate::metrics::{Kind, Metric};
 use crate::ring::{Frame, Ring, RingLimits, RingStats};
 
 /// How long the thread waits for a frame before it checks for a stop.
@@ -68,6 +69,46 @@ pub struct CameraStatus {
     /// Time since the camera thread last showed it was alive.
     pub heartbeat_age_ms: u64,
 }
+
+/// Every per-camera number `/metrics` shows (labelled by camera); `/v1/status`
+/// shows the whole [`CameraStatus`].
+pub const CAMERA_METRICS: &[Metric<CameraStatus>] = &[
+    Metric {
+        name: "vigil_camera_frames_total",
+        key: "frames",
+        help: "Frames sampled from the camera.",
+        kind: Kind::Counter,
+        read: |c| c.frames,
+    },
+    Metric {
+        name: "vigil_camera_reconnects_total",
+        key: "reconnects",
+        help: "Times the camera's pipeline was restarted.",
+        kind: Kind::Counter,
+        read: |c| c.reconnects,
+    },
+    Metric {
+        name: "vigil_ring_dropped_frames_total",
+        key: "dropped",
+        help: "Frames dropped from the ring to stay within its memory budget.",
+        kind: Kind::Counter,
+        read: |c| c.ring.dropped,
+    },
+    Metric {
+        name: "vigil_ring_frames",
+        key: "ring_frames",
+        help: "Frames held in the camera's ring.",
+        kind: Kind::Gauge,
+        read: |c| c.ring.frames as u64,
+    },
+    Metric {
+        name: "vigil_camera_streaming",
+        key: "streaming",
+        help: "1 when the camera is streaming.",
+        kind: Kind::Gauge,
+        read: |c| u64::from(c.state == CameraState::Streaming),
+    },
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RingStatusView {

@@ -1,7 +1,7 @@
 //! capture: GStreamer pipelines that sample each camera into its ring.
 //!
 //! Public face: [`Camera`] (a supervised capture thread per camera),
-//! [`probe`] (what `vigil probe` runs) and [`jpeg::encode`] for snapshots.
+//! [`probe()`] (what `vigil probe` runs) and [`jpeg::encode`] for snapshots.
 
 mod backoff;
 mod camera;
@@ -14,7 +14,9 @@ mod rate;
 mod session;
 
 pub use backoff::Backoff;
-pub use camera::{Camera, CameraState, CameraStatus, FrameObserver, RingStatusView};
+pub use camera::{
+    CAMERA_METRICS, Camera, CameraState, CameraStatus, FrameObserver, RingStatusView,
+};
 pub use error::{CaptureError, package_for};
 pub use pipeline::describe;
 pub use probe::{ProbeError, ProbeOptions, probe};

@@ -3,6 +3,7 @@
 //! `load` reads and validates a file into runtime types; every problem is a
 //! [`ConfigError`] that names file, line and column and says how to fix it.
 
+mod check;
 mod error;
 mod output;
 mod question;
@@ -193,6 +194,11 @@ pub mod defaults {
     /// Longer than any single inference job on a slow CPU (a long text
     /// answer on 2 cores takes a few seconds).
     pub const WEDGED_AFTER: Duration = Duration::from_secs(60);
+    /// Idle inference workers and failed or reconnecting cameras show a
+    /// sign of life about once a second, and the daemon reads them once a
+    /// second: anything much shorter would take an idle, healthy daemon
+    /// for a wedged one and stop its watchdog pings.
+    pub const MIN_WEDGED_AFTER: Duration = Duration::from_secs(5);
     pub const EVERY: Duration = Duration::from_secs(5);
     pub const STATE_DIR: &str = "/var/lib/vigil";
     pub const SOCKET: &str = "/run/vigil/vigil.sock";

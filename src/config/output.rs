@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::check::{Checker, check_name, positive_dur};
 use super::error::ConfigError;
 use super::units::Dur;
-use super::validate::{Checker, check_name, positive_dur};
 
 /// The event kinds an output may ask for (the store's `EventKind`s).
 pub const EVENT_KINDS: [&str; 4] = ["alert", "normal", "answer_changed", "ask"];

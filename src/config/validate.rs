@@ -7,48 +7,12 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use super::check::{Checker, check_name, positive_dur};
 use super::schema::{RawCamera, RawConfig, RawDaemon, RawModel, RawQuestion, RtspTransport};
 use super::{
     CameraSpec, Config, ConfigError, DaemonSettings, Example, Fps, ModelSettings, QuestionSpec,
     Source, Window, defaults,
 };
-
-/// Carries what every error needs: the file and its text.
-pub(super) struct Checker<'a> {
-    path: &'a Path,
-    text: &'a str,
-    base: PathBuf,
-    warnings: Vec<String>,
-}
-
-impl Checker<'_> {
-    pub(super) fn error(&self, span: Range<usize>, message: impl AsRef<str>) -> ConfigError {
-        ConfigError::at(self.path, self.text, Some(span), message.as_ref())
-    }
-
-    pub(super) fn resolve(&self, path: &str) -> PathBuf {
-        let p = Path::new(path);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
-        }
-    }
-
-    fn line_of(&self, span: &Range<usize>) -> usize {
-        self.text[..span.start.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
-    }
-
-    fn warn_if_missing(&mut self, what: &str, path: &Path) {
-        if !path.exists() {
-            self.warnings
-                .push(format!("{what} {} does not exist (yet)", path.display()));
-        }
-    }
-}
 
 pub fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -56,12 +20,7 @@ pub fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, Confi
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/"));
-    let mut checker = Checker {
-        path,
-        text,
-        base,
-        warnings: Vec::new(),
-    };
+    let mut checker = Checker::new(path, text, base);
     let daemon = daemon(&checker, raw.daemon)?;
     let model = raw.model.map(|m| model(&mut checker, m)).transpose()?;
     let cameras = cameras(&mut checker, raw.camera)?;
@@ -92,10 +51,10 @@ fn daemon(c: &Checker, raw: RawDaemon) -> Result<DaemonSettings, ConfigError> {
         None => defaults::SUMMARY_INTERVAL,
     };
     let wedged_after = match raw.wedged_after {
-        Some(s) if s.get_ref().get() < std::time::Duration::from_millis(100) => {
+        Some(s) if s.get_ref().get() < defaults::MIN_WEDGED_AFTER => {
             return Err(c.error(
                 s.span(),
-                "wedged_after must be at least 100ms\nhelp: it should exceed the longest inference job (the default is 60s)",
+                "wedged_after must be at least 5s: idle cameras and workers show a sign of life about once a second\nhelp: it should exceed the longest inference job (the default is 60s)",
             ));
         }
         Some(s) => s.into_inner().get(),
@@ -202,47 +161,6 @@ fn model(c: &mut Checker, raw: RawModel) -> Result<ModelSettings, ConfigError> {
     })
 }
 
-fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-}
-
-pub(super) fn check_name(
-    c: &Checker,
-    name: &Spanned<String>,
-    what: &str,
-) -> Result<(), ConfigError> {
-    if is_valid_name(name.get_ref()) {
-        Ok(())
-    } else {
-        Err(c.error(
-            name.span(),
-            format!(
-                "{what} name \"{}\" is not usable in URLs and logs\nhelp: use 1 to 64 letters, digits, '-' or '_'",
-                name.get_ref()
-            ),
-        ))
-    }
-}
-
-pub(super) fn positive_dur(
-    c: &Checker,
-    value: Option<Spanned<super::Dur>>,
-    default: std::time::Duration,
-    key: &str,
-) -> Result<std::time::Duration, ConfigError> {
-    match value {
-        Some(v) if v.get_ref().get().is_zero() => {
-            Err(c.error(v.span(), format!("{key} must be longer than zero")))
-        }
-        Some(v) => Ok(v.into_inner().get()),
-        None => Ok(default),
-    }
-}
-
 fn size(c: &Checker, value: Option<Spanned<i64>>, key: &str) -> Result<Option<u32>, ConfigError> {
     match value {
         Some(v) if !(16..=7680).contains(v.get_ref()) => Err(c.error(
@@ -271,7 +189,7 @@ fn cameras(c: &mut Checker, raw: Vec<RawCamera>) -> Result<Vec<CameraSpec>, Conf
         }
         seen.insert(name.clone(), cam.name.span());
 
-        let source = Source::parse(cam.source.get_ref(), &c.base)
+        let source = Source::parse(cam.source.get_ref(), c.base())
             .map_err(|e| c.error(cam.source.span(), e))?;
         if let Source::File(path) = &source {
             c.warn_if_missing(&format!("camera \"{name}\": footage file"), path);

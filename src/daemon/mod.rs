@@ -231,8 +231,7 @@ fn start_watch(
         rings: Arc::clone(rings),
         store: Arc::clone(store),
         questions: config.questions.clone(),
-    })
-    .map_err(Error::Lm)?;
+    })?;
     tracing::info!(
         load_ms = started.elapsed().as_millis() as u64,
         "language model and adapter loaded"

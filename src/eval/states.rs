@@ -3,7 +3,7 @@
 //! model kit. The demo model's blocks train on these instead of the f32
 //! states of the dequantized weights: the quantization moves the state
 //! entering the first block by ~3 % of its norm (up to 6 %), in directions that
-//! isotropic training noise did not cover (models/demo/EVAL.md).
+//! isotropic training noise did not cover (models/demo/HISTORY.md).
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lm::{Context, ContextOptions, Model, ResidualHook, Token};
+use crate::lm::{Context, ContextOptions, HookError, Model, ResidualHook, Token};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,7 +40,7 @@ impl ResidualHook for Recorder {
         vec![self.layer]
     }
 
-    fn edit(&mut self, _: usize, rows: &mut [f32], _: usize) -> Result<(), String> {
+    fn edit(&mut self, _: usize, rows: &mut [f32], _: usize) -> Result<(), HookError> {
         self.rows.borrow_mut().extend_from_slice(rows);
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::error::LmError;
+use super::error::{GraphError, LmError};
 use super::ffi::Model;
 use super::ffi::gguf::{GgufFile, GgufValue, Tensor};
 
@@ -291,10 +291,13 @@ impl Adapter {
     }
 
     /// A tensor of the block before `layer`; present (checked at load).
-    pub(super) fn tensor(&self, layer: usize, name: &str) -> Result<Tensor<'_>, String> {
+    pub(super) fn tensor(&self, layer: usize, name: &str) -> Result<Tensor<'_>, GraphError> {
         self.file
             .tensor(&format!("xattn.{layer}.{name}"))
-            .ok_or_else(|| format!("xattn.{layer}.{name} vanished"))
+            .ok_or_else(|| GraphError::MissingWeight {
+                layer,
+                name: name.to_string(),
+            })
     }
 }
 

@@ -187,7 +187,7 @@ pub fn run(options: &BenchOptions, out: &mut dyn Write) -> Result<(), LmError> {
         ("yes_no_answer", answer),
     ];
     for (name, value) in lines {
-        writeln!(out, "{name}: {value}").map_err(|e| LmError::Invalid(e.to_string()))?;
+        writeln!(out, "{name}: {value}").map_err(LmError::Report)?;
     }
     Ok(())
 }

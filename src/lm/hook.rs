@@ -2,6 +2,8 @@
 //! chosen layers. A block "before layer N" edits the output of layer N-1,
 //! the tensor llama.cpp names `l_out-(N-1)`.
 
+use super::error::HookError;
+
 /// Edits the residual stream. Called on the decoding thread, between graph
 /// splits, with the rows (one per token of the batch that the layer still
 /// computes) of a layer's output. A context and its hook stay on the thread
@@ -12,7 +14,7 @@ pub trait ResidualHook {
 
     /// `rows` holds `rows.len() / n_embd` rows of `n_embd` values; edit them
     /// in place. An error cancels the decode.
-    fn edit(&mut self, layer: usize, rows: &mut [f32], n_embd: usize) -> Result<(), String>;
+    fn edit(&mut self, layer: usize, rows: &mut [f32], n_embd: usize) -> Result<(), HookError>;
 }
 
 /// Parses llama.cpp's name for a layer output, `l_out-12` → 12.

@@ -11,6 +11,7 @@ mod adapter;
 mod answer;
 pub mod bench;
 mod error;
+#[allow(unsafe_code)] // The bindings: every block says why it is sound.
 mod ffi;
 mod hook;
 mod prompt;
@@ -19,7 +20,7 @@ mod xattn;
 
 pub use adapter::{Adapter, AdapterConfig, LmIdentity, tokenizer_fingerprint};
 pub use answer::{Choice, GenerateOptions, Generated, StopReason, log_softmax};
-pub use error::LmError;
+pub use error::{GraphError, HookError, LmError};
 pub use ffi::{Context, ContextOptions, Model, Pool, SavedState, Token};
 pub use hook::{ResidualHook, layer_of};
 pub use prompt::{Chunk, Prompt};

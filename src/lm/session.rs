@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::adapter::Adapter;
 use super::answer::{self, Choice, GenerateOptions, Generated, StopReason};
-use super::error::LmError;
+use super::error::{HookError, LmError};
 use super::ffi::{Context, ContextOptions, Model, Pool, SavedState, Token};
 use super::hook::ResidualHook;
 use super::prompt::{Chunk, Prompt};
@@ -32,7 +32,7 @@ impl ResidualHook for XattnHook {
         self.edited.clone()
     }
 
-    fn edit(&mut self, layer: usize, rows: &mut [f32], _n_embd: usize) -> Result<(), String> {
+    fn edit(&mut self, layer: usize, rows: &mut [f32], _n_embd: usize) -> Result<(), HookError> {
         let Some(block) = self.edited.iter().position(|&l| l == layer) else {
             return Ok(());
         };
@@ -132,9 +132,7 @@ impl<'m> Session<'m> {
     /// Computes the K/V of one media chunk for every block, once; the
     /// result can go into any number of prompts.
     pub fn media(&self, visual: Visual<'_>) -> Result<Arc<MediaKv>, LmError> {
-        let shared = self.shared.as_ref().ok_or_else(|| {
-            LmError::Invalid("media in a prompt needs an adapter (none is loaded)".into())
-        })?;
+        let shared = self.shared.as_ref().ok_or(LmError::NoAdapter)?;
         Ok(Arc::new(shared.borrow_mut().blocks.media_kv(visual)?))
     }
 
@@ -183,9 +181,7 @@ impl<'m> Session<'m> {
                 ),
                 Chunk::Media(media) => {
                     if self.shared.is_none() {
-                        return Err(LmError::Invalid(
-                            "media in a prompt needs an adapter (none is loaded)".into(),
-                        ));
+                        return Err(LmError::NoAdapter);
                     }
                     (self.marker.clone(), Some(Arc::clone(media)))
                 }
@@ -241,9 +237,7 @@ impl<'m> Session<'m> {
     /// Logits after the last decoded token; an error after a truncation or
     /// restore, until something is fed.
     pub fn last_logits(&self) -> Result<&[f32], LmError> {
-        self.last.as_deref().ok_or_else(|| {
-            LmError::Invalid("no logits yet: feed a prompt (after any restore) first".into())
-        })
+        self.last.as_deref().ok_or(LmError::NoLogitsYet)
     }
 
     /// Cuts the sequence back to its first `n` tokens.
@@ -290,7 +284,7 @@ impl<'m> Session<'m> {
     /// are decoded once for all of them.
     pub fn score(&mut self, candidates: &[&str]) -> Result<Vec<Choice>, LmError> {
         if candidates.is_empty() {
-            return Err(LmError::Invalid("no candidates to score".into()));
+            return Err(LmError::NoCandidates);
         }
         let n = self.tokens.len();
         let first = answer::log_softmax(self.last_logits()?);
@@ -298,9 +292,7 @@ impl<'m> Session<'m> {
         for candidate in candidates {
             let tokens = self.model().tokenize_with(candidate, false, false)?;
             if tokens.is_empty() {
-                return Err(LmError::Invalid(format!(
-                    "candidate {candidate:?} has no tokens"
-                )));
+                return Err(LmError::EmptyCandidate(candidate.to_string()));
             }
             tokenized.push(tokens);
         }

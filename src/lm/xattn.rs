@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::adapter::Adapter;
-use super::error::LmError;
+use super::error::{HookError, LmError};
 use super::ffi::Pool;
 use super::ffi::graph::{Arena, Graph, GraphResult};
 
@@ -71,25 +71,22 @@ impl Blocks {
             || visual.n_tokens == 0
             || visual.data.len() != visual.n_tokens * visual.dim
         {
-            return Err(LmError::Invalid(format!(
-                "visual tokens [{} x {}] ({} values) do not fit the adapter, which takes [n x {}]",
-                visual.n_tokens,
-                visual.dim,
-                visual.data.len(),
-                c.visual_dim
-            )));
+            return Err(LmError::VisualShape {
+                n_tokens: visual.n_tokens,
+                dim: visual.dim,
+                values: visual.data.len(),
+                adapter_dim: c.visual_dim,
+            });
         }
         if visual.data.iter().any(|v| !v.is_finite()) {
-            return Err(LmError::Invalid(
-                "visual tokens contain NaN or infinity".into(),
-            ));
+            return Err(LmError::VisualNotFinite);
         }
         let (nv, inner, hd, heads) = (visual.n_tokens, c.inner(), c.head_dim, c.heads);
         let bytes = F32 * (nv * c.visual_dim * 2 + nv * inner * 8) + 2 * nv * c.visual_dim + SLACK;
         let mut blocks = Vec::with_capacity(c.layers.len());
         for &layer in &c.layers {
             let adapter = &self.adapter;
-            let graph = self.arena.graph(bytes).map_err(LmError::Hook)?;
+            let graph = self.arena.graph(bytes).map_err(HookError::from)?;
             let kv = (|| -> GraphResult<(Vec<f32>, Vec<f32>)> {
                 let m = graph.input(visual.data, &[c.visual_dim as i64, nv as i64])?;
                 let project = |name: &str| -> GraphResult<_> {
@@ -107,7 +104,7 @@ impl Blocks {
                 graph.compute(v, &self.pool, &mut v_out)?;
                 Ok((k_out, v_out))
             })()
-            .map_err(LmError::Hook)?;
+            .map_err(HookError::from)?;
             blocks.push(kv);
         }
         Ok(MediaKv {
@@ -118,19 +115,16 @@ impl Blocks {
 
     /// Runs block `block` on `rows` (whole rows of the residual stream, all
     /// attending to `kv`), in place.
-    pub fn apply(&mut self, block: usize, rows: &mut [f32], kv: &MediaKv) -> Result<(), String> {
+    pub fn apply(&mut self, block: usize, rows: &mut [f32], kv: &MediaKv) -> Result<(), HookError> {
         let c = self.adapter.config();
         let (e, inner, ff, hd, heads) = (c.n_embd, c.inner(), c.ff_length, c.head_dim, c.heads);
-        let layer = *c
-            .layers
-            .get(block)
-            .ok_or_else(|| format!("no block {block}"))?;
-        let (k, v) = kv
-            .blocks
-            .get(block)
-            .ok_or_else(|| format!("media K/V has no block {block}"))?;
+        let layer = *c.layers.get(block).ok_or(HookError::NoBlock(block))?;
+        let (k, v) = kv.blocks.get(block).ok_or(HookError::NoMediaBlock(block))?;
         if !rows.len().is_multiple_of(e) {
-            return Err(format!("{} values are not whole rows of {e}", rows.len()));
+            return Err(HookError::RaggedRows {
+                values: rows.len(),
+                n_embd: e,
+            });
         }
         let n = rows.len() / e;
         let nv = kv.n_visual;
@@ -145,7 +139,7 @@ impl Blocks {
         let k = graph.input(k, &[hd as i64, nv as i64, heads as i64])?;
         let v = graph.input(v, &[nv as i64, hd as i64, heads as i64])?;
         let out = block_graph(&graph, &w, x, k, v, c.eps, [hd, heads, n], gates)?;
-        graph.compute(out, &self.pool, rows)
+        Ok(graph.compute(out, &self.pool, rows)?)
     }
 }
 

@@ -13,7 +13,7 @@ mod webhook;
 use std::sync::Arc;
 
 pub use signature::sign;
-pub use stats::OutputStats;
+pub use stats::{BACKLOG_METRICS, OUTPUT_METRICS, OutputStats};
 
 use crate::config::{OutputSpec, QuestionSpec};
 use crate::store::Store;

@@ -17,7 +17,7 @@ pub use encoder::{Encoder, Precision};
 pub use error::VisionError;
 pub use metadata::{EncoderMeta, Fit, Preprocess, ResamplerMeta};
 pub use resampler::{Resampler, VisualTokens};
-pub use worker::{EncodeStats, VisionWorker};
+pub use worker::{ENCODE_METRICS, EncodeStats, VisionWorker};
 
 /// Sets how many threads tract's matrix kernels use (process-wide).
 pub fn set_threads(threads: usize) {

@@ -23,6 +23,7 @@ use serde::Serialize;
 use super::encoder::{Encoder, Precision};
 use super::error::VisionError;
 use crate::capture::FrameObserver;
+use crate::metrics::{Kind, Metric};
 use crate::ring::{Features, Frame, Ring, Thumbnail};
 
 /// Frames waiting for the encoder before new ones are skipped.
@@ -32,6 +33,39 @@ struct Job {
     ring: Arc<Ring>,
     frame: Arc<Frame>,
 }
+
+/// The encoder's counters as `/metrics` shows them; `/v1/status` shows the
+/// whole [`EncodeStats`] (the time spent is a summary beside these).
+pub const ENCODE_METRICS: &[Metric<EncodeStats>] = &[
+    Metric {
+        name: "vigil_frames_encoded_total",
+        key: "encoded",
+        help: "Frames run through the image encoder.",
+        kind: Kind::Counter,
+        read: |s| s.encoded,
+    },
+    Metric {
+        name: "vigil_frames_encode_skipped_total",
+        key: "skipped_busy",
+        help: "Frames not encoded on arrival because the encoder was busy.",
+        kind: Kind::Counter,
+        read: |s| s.skipped_busy,
+    },
+    Metric {
+        name: "vigil_frames_encode_reused_total",
+        key: "reused",
+        help: "Frames showing the same scene as the last one encoded, sharing its features.",
+        kind: Kind::Counter,
+        read: |s| s.reused,
+    },
+    Metric {
+        name: "vigil_frames_encode_failed_total",
+        key: "failed",
+        help: "Frames the encoder failed on.",
+        kind: Kind::Counter,
+        read: |s| s.failed,
+    },
+];
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct EncodeStats {

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::error::ClipError;
 use crate::config::Window;
 use crate::lm::{MediaKv, Session, Visual};
 use crate::ring::{Frame, Ring};
@@ -63,7 +64,7 @@ impl ClipCache {
         vision: &VisionWorker,
         resampler: &Resampler,
         session: &Session<'_>,
-    ) -> Result<Clip, String> {
+    ) -> Result<Clip, ClipError> {
         let seqs: Vec<u64> = frames.iter().map(|f| f.seq).collect();
         if let Some((_, _, kv)) = self
             .entries
@@ -88,22 +89,27 @@ impl ClipCache {
                 }
                 // The frame left the ring while we looked: skip it.
                 Ok(None) => {}
-                Err(e) => return Err(format!("encoding frame {}: {e}", frame.seq)),
+                Err(source) => {
+                    return Err(ClipError::Encode {
+                        seq: frame.seq,
+                        source,
+                    });
+                }
             }
         }
         if kept.is_empty() {
-            return Err("the window's frames left the ring before they were encoded".into());
+            return Err(ClipError::LeftRing);
         }
         let _exclusive = vision.exclusive();
         let refs: Vec<_> = features.iter().map(|f| f.as_ref()).collect();
-        let tokens = resampler.resample(&refs).map_err(|e| e.to_string())?;
+        let tokens = resampler.resample(&refs).map_err(ClipError::Resample)?;
         let kv = session
             .media(Visual {
                 data: &tokens.data,
                 n_tokens: tokens.n,
                 dim: tokens.dim,
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(ClipError::Media)?;
         let seqs: Vec<u64> = kept.iter().map(|f| f.seq).collect();
         if self.entries.len() >= CACHED_CLIPS {
             self.entries.pop_front();

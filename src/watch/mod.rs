@@ -3,11 +3,12 @@
 //!
 //! Public face: [`Watch`] (start it with a [`WatchSetup`], `ask`, reload
 //! questions, read its shared state), the rule engine [`Rules`] and the
-//! change gate [`Thumbnail`]/[`Gate`], both pure and tested on their own.
+//! change gate [`Gate`] (over [`crate::ring::Thumbnail`]s), both pure and tested on their own.
 
 mod ask;
 mod broadcast;
 mod clip;
+mod error;
 mod gate;
 mod rules;
 mod standing;
@@ -16,10 +17,9 @@ mod worker;
 
 pub use ask::{Answer, MAX_COUNT, answer, candidates, example_text, query_text};
 pub use broadcast::{Broadcast, Subscription};
+pub use error::{AskError, ClipError, ExampleError, TickError, WatchError};
 pub use gate::Gate;
 pub use rules::{AlertState, Rules, Transition};
 pub use standing::{QuestionStatus, answer_type};
-pub use stats::WorkerStats;
-pub use worker::{
-    ASK_QUEUE, AskError, AskRequest, AskResponse, Rings, Watch, WatchSetup, WatchShared,
-};
+pub use stats::{WORKER_METRICS, WorkerStats};
+pub use worker::{ASK_QUEUE, AskRequest, AskResponse, Rings, Watch, WatchSetup, WatchShared};

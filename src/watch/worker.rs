@@ -21,12 +21,13 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
 use super::ask::{self, Answer};
 use super::broadcast::Broadcast;
 use super::clip::{self, Clip, ClipCache};
+use super::error::{AskError, ClipError, ExampleError, TickError, WatchError};
 use super::rules::Transition;
 use super::standing::{QuestionStatus, Standing};
 use super::stats::WorkerStats;
 use crate::config::{AnswerKind, Example, QuestionSpec, Window};
 use crate::lm::{Adapter, ContextOptions, LmError, Model, Prompt, Session, Visual};
-use crate::ring::{Ring, Thumbnail};
+use crate::ring::{Frame, Ring, Thumbnail};
 use crate::store::{EventKind, NewEvent, Store, StoredEvent};
 use crate::vision::{Precision, Resampler, VisionWorker};
 
@@ -75,24 +76,6 @@ pub struct AskResponse {
     pub event_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AskError {
-    #[error("{waiting} questions are already waiting; try again shortly")]
-    Busy { waiting: usize, retry_after_s: u64 },
-    #[error("no camera named \"{camera}\" (cameras: {known})")]
-    UnknownCamera { camera: String, known: String },
-    #[error("camera \"{0}\" has no frames yet; try again when it is streaming")]
-    NoFrames(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("answering failed: {0}")]
-    Failed(String),
-    #[error("the inference worker is not running")]
-    Stopped,
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-}
-
 struct AskJob {
     request: AskRequest,
     reply: Sender<Result<AskResponse, AskError>>,
@@ -139,7 +122,7 @@ pub struct Watch {
 impl Watch {
     /// Loads the LM and adapter on the worker thread and starts it; returns
     /// once they are loaded (or with why they could not be).
-    pub fn start(setup: WatchSetup) -> Result<Watch, String> {
+    pub fn start(setup: WatchSetup) -> Result<Watch, WatchError> {
         let (asks, ask_rx) = bounded(ASK_QUEUE);
         let (control, control_rx) = bounded(4);
         let shared = Arc::new(WatchShared {
@@ -155,7 +138,7 @@ impl Watch {
         let thread = std::thread::Builder::new()
             .name("inference".into())
             .spawn(move || run(setup, worker_shared, ask_rx, control_rx, ready_tx))
-            .map_err(|e| format!("cannot start the inference thread: {e}"))?;
+            .map_err(WatchError::Thread)?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Watch {
                 asks,
@@ -169,7 +152,7 @@ impl Watch {
             }
             Err(_) => {
                 let _ = thread.join();
-                Err("the inference thread ended while loading the models".into())
+                Err(WatchError::Ended)
             }
         }
     }
@@ -255,12 +238,12 @@ fn run(
     shared: Arc<WatchShared>,
     asks: Receiver<AskJob>,
     control: Receiver<Control>,
-    ready: Sender<Result<(), String>>,
+    ready: Sender<Result<(), WatchError>>,
 ) {
     let model = match Model::load(&setup.lm) {
         Ok(m) => m,
         Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
+            let _ = ready.send(Err(e.into()));
             return;
         }
     };
@@ -290,15 +273,16 @@ fn run(
     worker.run(&asks, &control);
 }
 
-fn open_session<'m>(model: &'m Model, setup: &WatchSetup) -> Result<Session<'m>, String> {
-    let adapter = Adapter::load(&setup.adapter).map_err(|e| e.to_string())?;
+fn open_session<'m>(model: &'m Model, setup: &WatchSetup) -> Result<Session<'m>, WatchError> {
+    let adapter = Adapter::load(&setup.adapter)?;
     let visual_dim = adapter.config().visual_dim;
     let d_visual = setup.resampler.meta().d_visual;
     if visual_dim != d_visual {
-        return Err(format!(
-            "adapter {} reads visual tokens of width {visual_dim}, but the resampler writes {d_visual}\nhelp: use the adapter trained with this resampler",
-            setup.adapter.display()
-        ));
+        return Err(WatchError::VisualWidth {
+            path: setup.adapter.clone(),
+            adapter: visual_dim,
+            resampler: d_visual,
+        });
     }
     Session::new(
         model,
@@ -309,7 +293,7 @@ fn open_session<'m>(model: &'m Model, setup: &WatchSetup) -> Result<Session<'m>,
             ..ContextOptions::default()
         },
     )
-    .map_err(|e| e.to_string())
+    .map_err(WatchError::from)
 }
 
 struct Worker<'m> {
@@ -324,6 +308,16 @@ struct Worker<'m> {
 struct Run {
     answer: Answer,
     clip: Clip,
+    latency_ms: f64,
+}
+
+/// One answer a standing question's rules take: from a run of the LM, or
+/// the last one kept because the frames have not changed (latency 0).
+struct Heard<'a> {
+    answer: &'a Answer,
+    /// The newest frame behind the answer (its time and snapshot).
+    newest: &'a Frame,
+    frames_used: u32,
     latency_ms: f64,
 }
 
@@ -431,7 +425,7 @@ impl Worker<'_> {
                             Ok(prefix) => q.prefix = Some(prefix),
                             Err(e) => {
                                 tracing::error!(question = %q.spec.name, "few-shot examples: {e}");
-                                q.prefix_error = Some(format!("few-shot examples: {e}"));
+                                q.prefix_error = Some(e.to_string());
                             }
                         }
                     }
@@ -445,11 +439,11 @@ impl Worker<'_> {
 
     /// Encodes the examples and feeds them; the state after them is saved
     /// once and restored before each of the question's runs.
-    fn few_shot_prefix(&mut self, spec: &QuestionSpec) -> Result<crate::lm::Prefix, String> {
+    fn few_shot_prefix(&mut self, spec: &QuestionSpec) -> Result<crate::lm::Prefix, ExampleError> {
         self.session.clear();
         let prompt = self.examples_prompt(&spec.ask, &spec.examples)?;
-        self.session.feed(&prompt).map_err(|e| e.to_string())?;
-        let prefix = self.session.save().map_err(|e| e.to_string())?;
+        self.session.feed(&prompt)?;
+        let prefix = self.session.save()?;
         tracing::info!(
             question = %spec.name,
             examples = spec.examples.len(),
@@ -460,30 +454,34 @@ impl Worker<'_> {
         Ok(prefix)
     }
 
-    fn examples_prompt(&mut self, ask: &str, examples: &[Example]) -> Result<Prompt, String> {
+    fn examples_prompt(&mut self, ask: &str, examples: &[Example]) -> Result<Prompt, ExampleError> {
         let mut prompt = Prompt::new();
         for ex in examples {
-            let frame = crate::capture::image::load_rgb(&ex.image)
-                .map_err(|e| format!("{}: {e}", ex.image.display()))?;
+            let frame = crate::capture::image::load_rgb(&ex.image).map_err(|source| {
+                ExampleError::Load {
+                    path: ex.image.clone(),
+                    source,
+                }
+            })?;
             let features = self
                 .setup
                 .vision
                 .encoder()
                 .encode(&frame, Precision::F32)
-                .map_err(|e| format!("{}: {e}", ex.image.display()))?;
+                .map_err(|source| ExampleError::Encode {
+                    path: ex.image.clone(),
+                    source,
+                })?;
             let tokens = self
                 .setup
                 .resampler
                 .resample(&[&features])
-                .map_err(|e| e.to_string())?;
-            let kv = self
-                .session
-                .media(Visual {
-                    data: &tokens.data,
-                    n_tokens: tokens.n,
-                    dim: tokens.dim,
-                })
-                .map_err(|e| e.to_string())?;
+                .map_err(ExampleError::Resample)?;
+            let kv = self.session.media(Visual {
+                data: &tokens.data,
+                n_tokens: tokens.n,
+                dim: tokens.dim,
+            })?;
             prompt = prompt.example(&kv, ask::example_text(ask, &ex.answer));
         }
         Ok(prompt)
@@ -564,20 +562,12 @@ impl Worker<'_> {
             self.session.clear();
             let prompt = self
                 .examples_prompt(&req.ask, &req.examples)
-                .map_err(AskError::Invalid)?;
-            self.session
-                .feed(&prompt)
-                .map_err(|e| AskError::Failed(e.to_string()))?;
-            Some(
-                self.session
-                    .save()
-                    .map_err(|e| AskError::Failed(e.to_string()))?,
-            )
+                .map_err(AskError::Examples)?;
+            self.session.feed(&prompt)?;
+            Some(self.session.save()?)
         };
         let clip = self.clips_get(&req.camera, &ring, frames)?;
-        let run = self
-            .run_lm(clip, &req.ask, &req.answer, prefix.as_ref(), started)
-            .map_err(|e| AskError::Failed(e.to_string()))?;
+        let run = self.run_lm(clip, &req.ask, &req.answer, prefix.as_ref(), started)?;
         let newest = run.clip.frames.last().expect("a clip has frames");
         let event = NewEvent {
             time_ms: newest.wall_ms(),
@@ -591,7 +581,8 @@ impl Worker<'_> {
             latency_ms: run.latency_ms,
             frames_used: run.clip.frames.len() as u32,
         };
-        let event_id = self.record(&[event], &run).first().map(|e| e.id);
+        let newest = run.clip.frames.last().expect("a clip has frames");
+        let event_id = self.record(&[event], newest).first().map(|e| e.id);
         Ok(AskResponse {
             camera: req.camera.clone(),
             question: req.ask.clone(),
@@ -609,19 +600,16 @@ impl Worker<'_> {
         camera: &str,
         ring: &Arc<Ring>,
         frames: Vec<Arc<crate::ring::Frame>>,
-    ) -> Result<Clip, AskError> {
+    ) -> Result<Clip, ClipError> {
         let before = self.clips.hits;
-        let clip = self
-            .clips
-            .get(
-                camera,
-                ring,
-                frames,
-                &self.setup.vision,
-                &self.setup.resampler,
-                &self.session,
-            )
-            .map_err(AskError::Failed)?;
+        let clip = self.clips.get(
+            camera,
+            ring,
+            frames,
+            &self.setup.vision,
+            &self.setup.resampler,
+            &self.session,
+        )?;
         if self.clips.hits > before {
             self.shared
                 .stats
@@ -631,11 +619,11 @@ impl Worker<'_> {
         Ok(clip)
     }
 
-    /// Stores events with a snapshot of the run's newest frame, then tells
-    /// live subscribers. Returns what was stored (nothing on a store error,
-    /// which is logged and counted: the answer itself still stands).
-    fn record(&self, events: &[NewEvent], run: &Run) -> Vec<StoredEvent> {
-        let newest = run.clip.frames.last().expect("a clip has frames");
+    /// Stores events with a snapshot of the newest frame behind the answer,
+    /// then tells live subscribers. Returns what was stored (nothing on a
+    /// store error, which is logged and counted: the answer itself still
+    /// stands).
+    fn record(&self, events: &[NewEvent], newest: &Frame) -> Vec<StoredEvent> {
         let snapshot = match crate::capture::jpeg::encode(newest) {
             Ok(j) => Some(j),
             Err(e) => {
@@ -683,6 +671,7 @@ impl Worker<'_> {
         let q = &mut self.questions[i];
         q.status.last_tick_ms = Some(now_ms());
         if let Err(e) = result {
+            let e = e.to_string();
             q.status.errors += 1;
             if q.status.last_error.as_deref() != Some(e.as_str()) {
                 tracing::warn!(question = %q.spec.name, camera = %q.spec.camera, "{e}");
@@ -693,17 +682,17 @@ impl Worker<'_> {
         self.publish_statuses();
     }
 
-    fn tick_inner(&mut self, i: usize, now: Instant) -> Result<(), String> {
+    fn tick_inner(&mut self, i: usize, now: Instant) -> Result<(), TickError> {
         let spec = self.questions[i].spec.clone();
         if let Some(e) = &self.questions[i].prefix_error {
-            return Err(e.clone());
+            return Err(TickError::Examples(e.clone()));
         }
         let ring = self
             .ring(&spec.camera)
-            .ok_or_else(|| format!("camera \"{}\" is not running", spec.camera))?;
+            .ok_or_else(|| TickError::CameraNotRunning(spec.camera.clone()))?;
         let frames = clip::frames(&ring, spec.window, self.setup.resampler.meta().max_frames);
         if frames.is_empty() {
-            return Err(format!("camera \"{}\" has no frames yet", spec.camera));
+            return Err(TickError::NoFrames(spec.camera.clone()));
         }
         let thumbnails: Vec<Thumbnail> = frames.iter().map(|f| Thumbnail::of(f)).collect();
         let stats = &self.shared.stats;
@@ -714,33 +703,58 @@ impl Worker<'_> {
             stats.runs_gated.fetch_add(1, Ordering::Relaxed);
             self.questions[i].status.gated += 1;
             tracing::debug!(question = %spec.name, "frames unchanged: last answer kept");
+            // A gated tick is the last answer given again on the same
+            // picture: it counts towards `consecutive` both ways, or an
+            // object that arrives and then keeps still would be answered
+            // once and never confirmed.
+            if let Some(answer) = self.questions[i].status.last_answer.clone() {
+                let newest = frames.last().expect("checked non-empty");
+                let heard = Heard {
+                    answer: &answer,
+                    newest,
+                    frames_used: frames.len() as u32,
+                    latency_ms: 0.0,
+                };
+                self.observe(i, &spec, heard);
+            }
             return Ok(());
         }
-        let clip = self
-            .clips_get(&spec.camera, &ring, frames)
-            .map_err(|e| e.to_string())?;
+        let clip = self.clips_get(&spec.camera, &ring, frames)?;
         let prefix = self.questions[i].prefix.take();
         let run = self.run_lm(clip, &spec.ask, &spec.answer, prefix.as_ref(), now);
         self.questions[i].prefix = prefix;
-        let run = run.map_err(|e| e.to_string())?;
+        let run = run?;
         self.shared.stats.runs.fetch_add(1, Ordering::Relaxed);
         let q = &mut self.questions[i];
         q.gate.ran_on(thumbnails);
         q.status.runs += 1;
         q.status.last_error = None;
-        let newest = run.clip.frames.last().expect("a clip has frames");
-        let time_ms = newest.wall_ms();
-        let transitions = q.rules.observe(&run.answer.text, Instant::now());
-        q.status.state = q.rules.state();
-        q.status.suppressed_alerts = q.rules.suppressed();
-        q.status.last_answer = Some(run.answer.clone());
-        q.status.last_answer_time_ms = Some(time_ms);
         tracing::debug!(
             question = %spec.name,
             answer = %run.answer.text,
             latency_ms = format!("{:.0}", run.latency_ms),
             "standing question answered"
         );
+        let heard = Heard {
+            answer: &run.answer,
+            newest: run.clip.frames.last().expect("a clip has frames"),
+            frames_used: run.clip.frames.len() as u32,
+            latency_ms: run.latency_ms,
+        };
+        self.observe(i, &spec, heard);
+        Ok(())
+    }
+
+    /// Feeds one answer (run or kept) to the question's rules; stores and
+    /// publishes the events it causes.
+    fn observe(&mut self, i: usize, spec: &QuestionSpec, heard: Heard<'_>) {
+        let q = &mut self.questions[i];
+        let time_ms = heard.newest.wall_ms();
+        let transitions = q.rules.observe(&heard.answer.text, Instant::now());
+        q.status.state = q.rules.state();
+        q.status.suppressed_alerts = q.rules.suppressed();
+        q.status.last_answer = Some(heard.answer.clone());
+        q.status.last_answer_time_ms = Some(time_ms);
         let mut events = Vec::new();
         for t in transitions {
             let (kind, previous) = match t {
@@ -758,16 +772,15 @@ impl Worker<'_> {
                 camera: spec.camera.clone(),
                 question: Some(spec.name.clone()),
                 ask: spec.ask.clone(),
-                answer: run.answer.text.clone(),
+                answer: heard.answer.text.clone(),
                 previous,
-                scores: run.answer.scores.clone(),
-                latency_ms: run.latency_ms,
-                frames_used: run.clip.frames.len() as u32,
+                scores: heard.answer.scores.clone(),
+                latency_ms: heard.latency_ms,
+                frames_used: heard.frames_used,
             });
         }
         if !events.is_empty() {
-            self.record(&events, &run);
+            self.record(&events, heard.newest);
         }
-        Ok(())
     }
 }

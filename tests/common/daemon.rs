@@ -186,9 +186,7 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
-        assert_eq!(rc, 0);
+        send_signal(self.child.id(), sig);
     }
 
     pub fn log_text(&self) -> String {
@@ -243,4 +241,15 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Sends signal number `sig` to process `pid` with kill(1), which keeps
+/// `unsafe` out of the tests.
+pub fn send_signal(pid: u32, sig: i32) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill(1) runs");
+    assert!(status.success(), "kill -{sig} {pid}: {status}");
 }

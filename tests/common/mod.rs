@@ -2,6 +2,7 @@
 //! server on loopback, an MJPEG-over-HTTP server, temp dirs.
 #![allow(dead_code)]
 
+pub mod config;
 pub mod daemon;
 
 use std::io::{Read, Write};

@@ -22,7 +22,7 @@ FEATURE_DIM = 1280
 # 40-72 px are one or two 32-px cells of the head's grid; that finer, wider,
 # shallower map holds their count better: a summing probe on held-out
 # backgrounds reads 0.81-0.82 of count stills from the head's features and
-# 0.85-0.875 with this map added (models/demo/EVAL.md, "Where count is lost").
+# 0.85-0.875 with this map added (f13e865:models/demo/EVAL.md, "Where count is lost").
 WIDE_BLOCK = 11
 WIDE_CHANNELS = 672
 

@@ -46,6 +46,7 @@ pub struct GgufFile {
 // SAFETY: after loading, both contexts are only read (tensor data is used as
 // matmul weights); they are freed once, in Drop.
 unsafe impl Send for GgufFile {}
+// SAFETY: as for Send: shared references only read the contexts.
 unsafe impl Sync for GgufFile {}
 
 impl GgufFile {
@@ -134,7 +135,7 @@ impl GgufFile {
     /// returns from then on; the stored ones stay as they are. Why: ggml
     /// multiplies a quantized weight by activations quantized to 8 bits
     /// too, which moved the adapter's answers away from its f32 reference
-    /// (see models/demo/EVAL.md); f32 weights take f32 activations. Costs
+    /// (models/demo/HISTORY.md); f32 weights take f32 activations. Costs
     /// memory: 4 bytes a weight instead of ~1. Returns how many tensors were
     /// widened and the bytes their copies take.
     pub fn widen_quantized(&mut self) -> Result<(usize, usize), String> {
@@ -284,6 +285,7 @@ pub struct Tensor<'f> {
 
 // SAFETY: read-only after loading (see GgufFile).
 unsafe impl Send for Tensor<'_> {}
+// SAFETY: read-only after loading (see GgufFile).
 unsafe impl Sync for Tensor<'_> {}
 
 impl Tensor<'_> {

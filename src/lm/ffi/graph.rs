@@ -11,6 +11,7 @@ use std::ptr::NonNull;
 
 use llama_cpp_sys_2 as sys;
 
+use super::super::error::GraphError;
 use super::Pool;
 use super::gguf::Tensor;
 
@@ -34,7 +35,7 @@ pub struct Node<'g> {
     _graph: PhantomData<&'g ()>,
 }
 
-pub type GraphResult<T> = Result<T, String>;
+pub type GraphResult<T> = Result<T, GraphError>;
 
 impl Arena {
     /// A graph with room for `bytes` of tensors and work space.
@@ -55,7 +56,7 @@ impl Arena {
                 no_alloc: false,
             })
         };
-        let ctx = NonNull::new(ctx).ok_or("ggml_init failed")?;
+        let ctx = NonNull::new(ctx).ok_or(GraphError::Init)?;
         Ok(Graph {
             ctx,
             _arena: PhantomData,
@@ -85,23 +86,23 @@ impl<'g> Node<'g> {
 }
 
 impl<'a, 'w> Graph<'a, 'w> {
-    fn wrap(&self, ptr: *mut sys::ggml_tensor, what: &str) -> GraphResult<Node<'_>> {
+    fn wrap(&self, ptr: *mut sys::ggml_tensor, what: &'static str) -> GraphResult<Node<'_>> {
         NonNull::new(ptr)
             .map(|ptr| Node {
                 ptr,
                 _graph: PhantomData,
             })
-            .ok_or_else(|| format!("ggml could not create {what} (scratch memory too small)"))
+            .ok_or(GraphError::Scratch(what))
     }
 
     /// A new f32 tensor holding `data`, shape `ne` (innermost first).
     pub fn input(&self, data: &[f32], ne: &[i64]) -> GraphResult<Node<'_>> {
         let count: i64 = ne.iter().product();
         if count as usize != data.len() {
-            return Err(format!(
-                "input of {} values does not fill shape {ne:?}",
-                data.len()
-            ));
+            return Err(GraphError::InputSize {
+                values: data.len(),
+                ne: ne.to_vec(),
+            });
         }
         // SAFETY: valid context; the new tensor owns `count` f32 values in
         // the arena, into which `data` is copied.
@@ -116,7 +117,12 @@ impl<'a, 'w> Graph<'a, 'w> {
                     ne[1],
                     ne[2],
                 ),
-                _ => return Err(format!("unsupported input rank {}", ne.len())),
+                _ => {
+                    return Err(GraphError::Rank {
+                        op: "input",
+                        rank: ne.len(),
+                    });
+                }
             };
             let node = self.wrap(t, "an input")?;
             std::ptr::copy_nonoverlapping(data.as_ptr(), (*t).data as *mut f32, data.len());
@@ -136,7 +142,7 @@ impl<'a, 'w> Graph<'a, 'w> {
     pub fn mul_mat(&self, a: Node, b: Node) -> GraphResult<Node<'_>> {
         let (na, nb) = (a.ne(), b.ne());
         if na[0] != nb[0] || nb[2] % na[2] != 0 || nb[3] % na[3] != 0 {
-            return Err(format!("cannot multiply {na:?} by {nb:?}"));
+            return Err(GraphError::MulMat { a: na, b: nb });
         }
         // SAFETY: shapes checked above (ggml_can_mul_mat); valid nodes.
         self.wrap(
@@ -149,11 +155,11 @@ impl<'a, 'w> Graph<'a, 'w> {
     pub fn layer_norm(&self, x: Node, w: Node, b: Node, eps: f32) -> GraphResult<Node<'_>> {
         let n = x.ne()[0];
         if w.ne() != [n, 1, 1, 1] || b.ne() != [n, 1, 1, 1] {
-            return Err(format!(
-                "layer norm of width {n} with weight {:?} and bias {:?}",
-                w.ne(),
-                b.ne()
-            ));
+            return Err(GraphError::LayerNorm {
+                n,
+                w: w.ne(),
+                b: b.ne(),
+            });
         }
         // SAFETY: valid nodes; w and b broadcast over rows (checked).
         unsafe {
@@ -169,7 +175,10 @@ impl<'a, 'w> Graph<'a, 'w> {
     /// `x + s · y` (same shapes).
     pub fn add_scaled(&self, x: Node, y: Node, s: f32) -> GraphResult<Node<'_>> {
         if x.ne() != y.ne() {
-            return Err(format!("cannot add {:?} and {:?}", x.ne(), y.ne()));
+            return Err(GraphError::Add {
+                x: x.ne(),
+                y: y.ne(),
+            });
         }
         // SAFETY: valid nodes of equal shape.
         unsafe {
@@ -201,7 +210,10 @@ impl<'a, 'w> Graph<'a, 'w> {
     pub fn reshape(&self, x: Node, ne: &[i64]) -> GraphResult<Node<'_>> {
         let count: i64 = ne.iter().product();
         if count != x.ne().iter().product::<i64>() {
-            return Err(format!("cannot reshape {:?} to {ne:?}", x.ne()));
+            return Err(GraphError::Reshape {
+                from: x.ne(),
+                to: ne.to_vec(),
+            });
         }
         // SAFETY: valid node, made contiguous before the reshape; counts
         // checked above.
@@ -210,7 +222,12 @@ impl<'a, 'w> Graph<'a, 'w> {
             let r = match ne.len() {
                 2 => sys::ggml_reshape_2d(self.ctx.as_ptr(), c, ne[0], ne[1]),
                 3 => sys::ggml_reshape_3d(self.ctx.as_ptr(), c, ne[0], ne[1], ne[2]),
-                _ => return Err(format!("unsupported reshape rank {}", ne.len())),
+                _ => {
+                    return Err(GraphError::Rank {
+                        op: "reshape",
+                        rank: ne.len(),
+                    });
+                }
             };
             self.wrap(r, "reshape")
         }
@@ -222,7 +239,7 @@ impl<'a, 'w> Graph<'a, 'w> {
         let mut seen = [false; 3];
         for &a in &axes {
             if !(0..3).contains(&a) || std::mem::replace(&mut seen[a as usize], true) {
-                return Err(format!("bad permutation {axes:?}"));
+                return Err(GraphError::Permute(axes));
             }
         }
         // SAFETY: valid node, a valid permutation of the first 3 axes.
@@ -244,15 +261,15 @@ impl<'a, 'w> Graph<'a, 'w> {
             let t = out.ptr.as_ref();
             let count = sys::ggml_nelements(t) as usize;
             if t.type_ != sys::GGML_TYPE_F32 || count != dest.len() {
-                return Err(format!(
-                    "result of {count} values (type {}) for {} places",
-                    t.type_,
-                    dest.len()
-                ));
+                return Err(GraphError::ResultSize {
+                    values: count,
+                    type_: t.type_ as i64,
+                    places: dest.len(),
+                });
             }
             let graph = sys::ggml_new_graph(self.ctx.as_ptr());
             if graph.is_null() {
-                return Err("ggml_new_graph failed (scratch memory too small)".into());
+                return Err(GraphError::NewGraph);
             }
             sys::ggml_build_forward_expand(graph, out.raw());
             let mut plan = sys::ggml_graph_plan(graph, pool.threads() as i32, pool.raw());
@@ -260,7 +277,7 @@ impl<'a, 'w> Graph<'a, 'w> {
             plan.work_data = work.as_mut_ptr();
             let status = sys::ggml_graph_compute(graph, &mut plan);
             if status != sys::GGML_STATUS_SUCCESS {
-                return Err(format!("ggml_graph_compute failed with status {status}"));
+                return Err(GraphError::Compute(status as i64));
             }
             std::ptr::copy_nonoverlapping(t.data as *const f32, dest.as_mut_ptr(), count);
         }

@@ -12,7 +12,7 @@ use std::sync::Once;
 
 use llama_cpp_sys_2 as sys;
 
-use super::error::LmError;
+use super::error::{HookError, LmError};
 use super::hook::{ResidualHook, layer_of};
 
 pub mod gguf;
@@ -52,6 +52,7 @@ pub struct Model {
 // SAFETY: after loading, llama.cpp only reads a llama_model; it is meant to
 // be shared by several contexts and threads. It is freed once, in Drop.
 unsafe impl Send for Model {}
+// SAFETY: as for Send: shared references only read the model.
 unsafe impl Sync for Model {}
 
 impl Model {
@@ -60,7 +61,7 @@ impl Model {
             return Err(LmError::Missing(path.to_path_buf()));
         }
         let c_path = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| LmError::Invalid(format!("{} contains a NUL byte", path.display())))?;
+            .map_err(|_| LmError::NulInPath(path.to_path_buf()))?;
         init_backend();
         // SAFETY: default params are plain data; the path outlives the call;
         // a null return (any load failure) is handled below.
@@ -307,7 +308,7 @@ struct HookState {
     scratch: Vec<f32>,
     /// Times each layer's output was edited.
     edits: Vec<u64>,
-    error: Option<String>,
+    error: Option<HookError>,
 }
 
 /// What a decode feeds: tokens, or rows of `n_embd` embedding values.
@@ -381,10 +382,7 @@ impl<'m> Context<'m> {
                 let mut wanted = vec![false; n_layer];
                 for layer in hook.layers() {
                     if layer >= n_layer {
-                        return Err(LmError::Invalid(format!(
-                            "hook layer {layer} is out of range: the model has {n_layer} layers (0..{})",
-                            n_layer - 1
-                        )));
+                        return Err(LmError::HookLayer { layer, n_layer });
                     }
                     wanted[layer] = true;
                 }
@@ -484,10 +482,10 @@ impl<'m> Context<'m> {
     ) -> Result<Vec<Vec<f32>>, LmError> {
         let n_embd = self.model.n_embd();
         if !embeddings.len().is_multiple_of(n_embd) {
-            return Err(LmError::Invalid(format!(
-                "{} values are not whole rows of n_embd {n_embd}",
-                embeddings.len()
-            )));
+            return Err(LmError::RaggedEmbeddings {
+                values: embeddings.len(),
+                n_embd,
+            });
         }
         self.decode_input(Input::Embeddings(embeddings, n_embd), rows)
     }
@@ -504,9 +502,10 @@ impl<'m> Context<'m> {
             });
         }
         if rows.iter().any(|&r| r >= n) || !rows.is_sorted() {
-            return Err(LmError::Invalid(format!(
-                "logit rows {rows:?} for {n} positions"
-            )));
+            return Err(LmError::LogitRows {
+                rows: rows.to_vec(),
+                n,
+            });
         }
         if let Input::Embeddings(_, n_embd) = input
             && self.embd_batch.is_none()
@@ -571,7 +570,7 @@ impl<'m> Context<'m> {
                 let logits = unsafe {
                     let p = sys::llama_get_logits_ith(self.ptr.as_ptr(), (row - first) as i32);
                     if p.is_null() {
-                        return Err(LmError::Invalid(format!("no logits for row {row}")));
+                        return Err(LmError::NoLogits(row));
                     }
                     std::slice::from_raw_parts(p, n_vocab).to_vec()
                 };
@@ -632,9 +631,7 @@ impl<'m> Context<'m> {
             let written =
                 sys::llama_state_seq_get_data(self.ptr.as_ptr(), data.as_mut_ptr(), size, 0);
             if written == 0 && self.n_past > 0 {
-                return Err(LmError::Invalid(
-                    "llama_state_seq_get_data wrote nothing".into(),
-                ));
+                return Err(LmError::StateNotSaved);
             }
             data.truncate(written);
             data
@@ -663,10 +660,7 @@ impl<'m> Context<'m> {
         };
         if read == 0 {
             self.clear();
-            return Err(LmError::Invalid(
-                "llama.cpp rejected the saved sequence state (another model or context size?)"
-                    .into(),
-            ));
+            return Err(LmError::StateRejected);
         }
         self.n_past = state.n_past;
         Ok(())
@@ -678,11 +672,12 @@ impl<'m> Context<'m> {
     pub fn set_control_vector(&mut self, layer: usize, direction: &[f32]) -> Result<(), LmError> {
         let (n_embd, n_layer) = (self.model.n_embd(), self.model.n_layer());
         if layer == 0 || layer >= n_layer || direction.len() != n_embd {
-            return Err(LmError::Invalid(format!(
-                "control vector for layer {layer} with {} values: need layer 1..{} and {n_embd} values",
-                direction.len(),
-                n_layer - 1
-            )));
+            return Err(LmError::ControlVector {
+                layer,
+                values: direction.len(),
+                n_layer,
+                n_embd,
+            });
         }
         // The buffer starts at layer 1.
         let mut data = vec![0f32; n_embd * n_layer];
@@ -699,9 +694,7 @@ impl<'m> Context<'m> {
             )
         };
         if code != 0 {
-            return Err(LmError::Invalid(format!(
-                "llama_set_adapter_cvec returned {code}"
-            )));
+            return Err(LmError::ControlVectorRejected(code));
         }
         Ok(())
     }
@@ -743,24 +736,30 @@ unsafe extern "C" fn eval_callback(
     }
     // SAFETY: user_data is the HookState registered by Context::new, alive
     // until after llama_free; only this decoding thread touches it while
-    // llama_decode runs. `t` is a valid tensor of the graph being computed.
+    // llama_decode runs.
     let state = unsafe { &mut *(user_data as *mut HookState) };
+    // SAFETY: `t` is non-null (checked above), a valid tensor of the graph
+    // being computed, and nothing else touches it during the callback.
     let tensor = unsafe { &mut *t };
     let outcome = catch_unwind(AssertUnwindSafe(|| edit_tensor(state, tensor, ask)));
     match outcome {
         Ok(Ok(answer)) => answer,
-        Ok(Err(message)) => {
-            state.error = Some(message);
+        Ok(Err(error)) => {
+            state.error = Some(error);
             false
         }
         Err(_) => {
-            state.error = Some("the residual hook panicked".into());
+            state.error = Some(HookError::Panicked);
             false
         }
     }
 }
 
-fn edit_tensor(state: &mut HookState, t: &mut sys::ggml_tensor, ask: bool) -> Result<bool, String> {
+fn edit_tensor(
+    state: &mut HookState,
+    t: &mut sys::ggml_tensor,
+    ask: bool,
+) -> Result<bool, HookError> {
     // SAFETY: ggml keeps tensor names NUL-terminated within the array.
     let name = unsafe { CStr::from_ptr(t.name.as_ptr()) }.to_string_lossy();
     let Some(layer) = layer_of(&name).filter(|&l| l < state.wanted.len() && state.wanted[l]) else {
@@ -776,10 +775,13 @@ fn edit_tensor(state: &mut HookState, t: &mut sys::ggml_tensor, ask: bool) -> Re
         || t.nb[0] != 4
         || t.nb[1] != 4 * n_embd
     {
-        return Err(format!(
-            "{name} is not a contiguous f32 [n_embd={n_embd}, rows] tensor (type {}, ne {:?}, nb {:?}): llama.cpp's graph changed",
-            t.type_, t.ne, t.nb
-        ));
+        return Err(HookError::Layout {
+            name: name.into_owned(),
+            n_embd,
+            type_: t.type_ as i64,
+            ne: t.ne,
+            nb: t.nb,
+        });
     }
     // SAFETY: `t` is a valid, computed tensor; nbytes is its exact size.
     let bytes = unsafe { sys::ggml_nbytes(t) };

@@ -21,7 +21,7 @@ and the resampler on Debian's torch:
 About 3 min for `features` and 9.5 min for `probe` with `--stage1` here
 (2 cores, nothing else running).
 
-Measured (EVAL.md, "Where count is lost"), on the held-out backgrounds:
+Measured (f13e865:models/demo/EVAL.md, "Where count is lost"), on the held-out backgrounds:
 the features hold the count (0.81-0.82) and the resampler's projection
 keeps it (0.83-0.85); its first attention layer loses it (0.71-0.76).
 """

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import scenes, sources
-from .train import FrozenLM
+from .frozen_lm import FrozenLM
 
 QUESTION = ". Question: What is this called? Answer:"
 

@@ -188,12 +188,7 @@ def render(scene, bgs, stickers):
     out = []
     for placed in scene["frames"]:
         frame = bgs[scene["bg"]].astype(np.float32)
-        for name, x, y, size, flip, gain in placed:
-            rgb, alpha = stickers[name].render(size, flip, gain)
-            h, w = alpha.shape
-            h, w = min(h, sources.SIZE - y), min(w, sources.SIZE - x)
-            a = alpha[:h, :w, None]
-            frame[y : y + h, x : x + w] = frame[y : y + h, x : x + w] * (1 - a) + rgb[:h, :w] * a
+        sources.paste(frame, placed, stickers)
         frame += noise.normal(0, 2.5, frame.shape)
         out.append(np.clip(np.floor(frame + 0.5), 0, 255).astype(np.uint8))
     return np.stack(out)

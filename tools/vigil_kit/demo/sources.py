@@ -139,3 +139,14 @@ def stickers(data_dir):
 
 def plural(name):
     return OBJECTS[name][2]
+
+
+def paste(frame, placements, stickers):
+    """Composites each (name, x, y, size, flip, gain) of `placements` onto
+    `frame` (float32 [SIZE, SIZE, 3]) in place, clipped at its edges."""
+    for name, x, y, size, flip, gain in placements:
+        rgb, alpha = stickers[name].render(size, flip, gain)
+        h, w = alpha.shape
+        h, w = min(h, SIZE - y), min(w, SIZE - x)
+        a = alpha[:h, :w, None]
+        frame[y : y + h, x : x + w] = frame[y : y + h, x : x + w] * (1 - a) + rgb[:h, :w] * a

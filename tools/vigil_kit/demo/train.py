@@ -7,7 +7,7 @@ needs the kit's virtualenv. Inputs come from `vigil_kit.demo prepare`
 (features, token ids, the dequantized LM); the output is an .npz of the
 trained weights that `vigil_kit.demo export` turns into the runtime's files.
 
-Two stages (models/demo/EVAL.md, "Training"). Stage 1 (`--pretrain-steps`)
+Two stages (f13e865:models/demo/EVAL.md, "Training"). Stage 1 (`--pretrain-steps`)
 trains the resampler alone, with a training-only ObjectHead that must read
 every object's count (and, in clips, which objects move, appear or leave)
 off the 64 visual tokens through one learned query per object: dense, exact
@@ -17,7 +17,7 @@ per question role, reading the head's evidence and writing it towards the
 answer tokens) and train on the answer tokens, gates from 0 as in Flamingo,
 with the object loss kept on (`--object-weight`). Trained end to end from
 random blocks instead (`--pretrain-steps 0`), a run of the same length
-learnt mostly the answer priors (EVAL.md).
+learnt mostly the answer priors (f13e865:models/demo/EVAL.md).
 
 The math is the kit's reference (gguf_lm.py for the LM, xattn.py for the
 blocks, resampler.py for the resampler), written in torch; `--check` compares
@@ -37,7 +37,7 @@ sequence (without autograd) and cached; the backward pass covers only the
 upper layers. Matmuls are fp32 on OpenBLAS (Debian's torch links the
 reference BLAS through libblas.so.3: `scripts/demo-model.sh train` makes
 sure libopenblas0 provides it, ~15x faster here). bf16 autocast is faster
-only on CPUs with AVX-512 BF16 (FIELD-NOTES §8), which this 2-core AVX2
+only on CPUs with AVX-512 BF16 (docs/building.md), which this 2-core AVX2
 machine lacks (bf16 matmul 0.35 s vs fp32 OpenBLAS 0.012 s for 512×576×576).
 """
 
@@ -46,9 +46,7 @@ import copy
 import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -56,6 +54,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .frozen_lm import FrozenLM
+from .naming_probe import Prompts, word_states
 from .scenes import NAMING  # what a naming episode asks, as the held-out set asks it
 
 # The demo model's shape (docs/adapter-format.md, resampler.py).
@@ -80,7 +80,7 @@ KINDS = {  # batch kind → share of the steps (naming2's is then set by --namin
 # gain held out was +5 at 0.14 and +29 at 0.26. With the naming codes
 # (NAMING_LAYER) the block carries it: +40 at 0.26, +34 at 0.14, which
 # leaves the other kinds more steps and, naming episodes being the longest
-# sequences, makes a step 1.4 s instead of 2.4 (EVAL.md).
+# sequences, makes a step 1.4 s instead of 2.4 (f13e865:models/demo/EVAL.md).
 NAMING_SHARE = 0.14
 # The recipe's naming block (--naming-layer, --naming-codes, --naming-frozen):
 # before layer 28, writing per-object codes learnt 100 steps for the frozen
@@ -89,7 +89,7 @@ NAMING_LAYER = 28
 NAMING_CODE_STEPS = 100
 # --count-read-steps: the count block starts from stage 1's head refitted on
 # counts alone (validation count stills 0.825 → 0.833; over 400 held-out
-# count questions worth ~3-4 points; EVAL.md).
+# count questions worth ~3-4 points; f13e865:models/demo/EVAL.md).
 COUNT_READ_STEPS = 600
 # --naming-frozen: steps over which the naming block's attention gate opens
 # (tanh 0 → 1; Model.open_naming), about stage 2's first validation.
@@ -104,161 +104,6 @@ KEEP_POOL = 512
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- the frozen LM
-
-
-class FrozenLM:
-    """llama-architecture forward pass (gguf_lm.LM._layer) over the
-    dequantized GGUF weights, bf16."""
-
-    def __init__(self, npz, config, dtype=torch.float32):
-        w = np.load(npz)
-        self.c = config
-        t = lambda name: torch.from_numpy(np.ascontiguousarray(w[name])).to(dtype)  # noqa: E731
-        self.embd = torch.from_numpy(np.ascontiguousarray(w["token_embd.weight"]))  # fp32 rows for lookup
-        self.head = t("output.weight") if "output.weight" in w.files else self.embd.to(dtype)
-        self.out_norm = torch.from_numpy(w["output_norm.weight"]).float()
-        self.layers = []
-        for il in range(config["n_layer"]):
-            p = f"blk.{il}."
-            self.layers.append({
-                "attn_norm": torch.from_numpy(w[p + "attn_norm.weight"]).float(),
-                "q": t(p + "attn_q.weight"), "k": t(p + "attn_k.weight"), "v": t(p + "attn_v.weight"),
-                "o": t(p + "attn_output.weight"),
-                "ffn_norm": torch.from_numpy(w[p + "ffn_norm.weight"]).float(),
-                "gate": t(p + "ffn_gate.weight"), "up": t(p + "ffn_up.weight"), "down": t(p + "ffn_down.weight"),
-            })
-        self.head_dim = config["n_embd"] // config["n_head"]
-        self.cache = {}
-        self.runtime = None
-        self.quantized = {}  # (token ids, layer) → the runtime's states entering that layer
-
-    def warm(self, sequences, first):
-        """Fills the cache for many sequences at once (batched: one padded
-        forward per 64 sequences of similar length, ~20x faster than one
-        by one); with a runtime, its states too."""
-        todo = sorted({tuple(s) for s in sequences} - set(self.cache), key=len)
-        self.cache.update(zip(todo, self.states(todo, first)))
-        if self.runtime:
-            self.runtime_states(todo, first)
-        return len(todo)
-
-    def use_runtime(self, vigil, gguf, threads):
-        """States entering the first block may also come from the runtime
-        itself (`vigil lm-states`: the quantized GGUF on llama.cpp), which
-        differ from this f32 pass by ~3 % of their norm (up to 6 %) in structured
-        directions (models/demo/EVAL.md)."""
-        self.runtime = (vigil, gguf, threads)
-
-    def runtime_gap(self, first):
-        """How far the runtime's states entering layer `first` are from
-        this pass's, relative to their norm, over the cached sequences
-        (every token but the first): (mean, largest)."""
-        gaps = []
-        for key, f32 in self.cache.items():
-            q = self.quantized.get((key, first))
-            if q is not None and len(key) > 1:
-                gaps.append(((q[1:] - f32[1:]).norm(dim=-1) / f32[1:].norm(dim=-1)))
-        gaps = torch.cat(gaps)
-        return gaps.mean().item(), gaps.max().item()
-
-    def runtime_states(self, sequences, first):
-        """The runtime's hidden states entering layer `first`, one [len, d]
-        per sequence; fetched once per distinct sequence."""
-        vigil, gguf, threads = self.runtime
-        todo = sorted({tuple(s) for s in sequences if (tuple(s), first) not in self.quantized}, key=len)
-        if todo:
-            with tempfile.TemporaryDirectory() as tmp:
-                out = subprocess.run(
-                    [vigil, "lm-states", "--lm", gguf, "--layer", str(first - 1), "--threads", str(threads),
-                     "--out", f"{tmp}/states.f32"],
-                    input=json.dumps({"sequences": [list(s) for s in todo]}), capture_output=True, text=True)
-                if out.returncode != 0:
-                    raise SystemExit(f"{vigil} lm-states: {out.stderr.strip() or out.returncode}")
-                rows = np.fromfile(f"{tmp}/states.f32", dtype="<f4").reshape(-1, self.c["n_embd"])
-            at = 0
-            for key in todo:
-                self.quantized[(key, first)] = torch.from_numpy(rows[at : at + len(key)].copy())
-                at += len(key)
-        return [self.quantized[(tuple(s), first)] for s in sequences]
-
-    def states(self, sequences, first, batch=64):
-        """Hidden states entering layer `first`, one [len, d] per sequence
-        (no media; not cached). Right padding: causal attention keeps it
-        out of the real tokens."""
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-        out = [None] * len(sequences)
-        with torch.no_grad():
-            for i in range(0, len(order), batch):
-                group = order[i : i + batch]
-                n = max(len(sequences[j]) for j in group)
-                tokens = torch.zeros(len(group), n, dtype=torch.long)
-                for b, j in enumerate(group):
-                    tokens[b, : len(sequences[j])] = torch.tensor(sequences[j])
-                h = self.embd[tokens]
-                tables = self.rope_tables(n)
-                for il in range(first):
-                    h = self.layer(il, h, tables)
-                for b, j in enumerate(group):
-                    out[j] = h[b, : len(sequences[j])].clone()
-        return out
-
-    def lower(self, tokens, lengths, first, runtime_share=0.0):
-        """Hidden states entering layer `first` for a padded batch, from a
-        cache keyed by each row's token ids (no media reaches them): each
-        row the runtime's with probability `runtime_share`, else this f32
-        pass's."""
-        B, S = tokens.shape
-        x = torch.zeros(B, S, self.c["n_embd"])
-        for b in range(B):
-            key = tuple(tokens[b, : lengths[b]].tolist())
-            if self.runtime and runtime_share > 0 and (runtime_share >= 1 or torch.rand(()) < runtime_share):
-                x[b, : lengths[b]] = self.runtime_states([key], first)[0]
-                continue
-            if key not in self.cache:
-                self.cache[key] = self.states([key], first)[0]
-            x[b, : lengths[b]] = self.cache[key]
-        return x
-
-    def rope_tables(self, n):
-        d = self.head_dim
-        pos = torch.arange(n, dtype=torch.float64)[:, None]
-        theta = pos * self.c["rope_base"] ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
-        return torch.cos(theta).float(), torch.sin(theta).float()
-
-    def rms(self, x, w):
-        x = x.float()
-        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + self.c["eps"]) * w
-
-    def rope(self, x, cos, sin):
-        # x [B, S, H, d]; llama GGUF pairs (2i, 2i+1)
-        a, b = x[..., 0::2].float(), x[..., 1::2].float()
-        c, s = cos[None, :, None, :], sin[None, :, None, :]
-        return torch.stack((a * c - b * s, a * s + b * c), dim=-1).flatten(-2)
-
-    def layer(self, il, x, tables):
-        L, c = self.layers[il], self.c
-        B, S, _ = x.shape
-        hd = self.head_dim
-        h = self.rms(x, L["attn_norm"])
-        q = F.linear(h, L["q"]).view(B, S, c["n_head"], hd)
-        k = F.linear(h, L["k"]).view(B, S, c["n_head_kv"], hd)
-        v = F.linear(h, L["v"]).view(B, S, c["n_head_kv"], hd)
-        q, k = self.rope(q, *tables), self.rope(k, *tables)
-        group = c["n_head"] // c["n_head_kv"]
-        k = k.repeat_interleave(group, dim=2)
-        v = v.repeat_interleave(group, dim=2).float()
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(hd)
-        mask = torch.full((S, S), float("-inf")).triu(1)
-        att = torch.einsum("bhqk,bkhd->bqhd", torch.softmax(scores.float() + mask, -1), v).reshape(B, S, -1)
-        x = x + F.linear(att, L["o"]).float()
-        h = self.rms(x, L["ffn_norm"])
-        return x + F.linear(F.silu(F.linear(h, L["gate"])) * F.linear(h, L["up"]), L["down"]).float()
-
-    def logits(self, x):
-        return F.linear(self.rms(x, self.out_norm), self.head).float()
 
 
 # ---------------------------------------------------------------- trained parts
@@ -334,7 +179,7 @@ class Resampler(nn.Module):
         # ObjectHead's "is it moving?" read-out of the asked object was at
         # chance on validation clips (0.50), with them (and --balance-steps)
         # 0.64; but the model trained with them was no better held out
-        # (EVAL.md), so they are off by default. Exported added into
+        # (f13e865:models/demo/EVAL.md), so they are off by default. Exported added into
         # frame_embs ([frames, 49, W]):
         # the ONNX graph and the runtime are the same either way. Created
         # only when asked, so that the default draws the same initial
@@ -355,14 +200,14 @@ class Resampler(nn.Module):
         # it; starts at 0 (no effect) and draws nothing from `gen`.
         self.diff_mix = nn.Parameter(torch.zeros(W, W)) if diffs else None
         # With --place-latents (off: held out it answered count 0.71
-        # against 0.74 without; EVAL.md, PL): latent i < 49 starts as its
+        # against 0.74 without; f13e865:models/demo/EVAL.md, PL): latent i < 49 starts as its
         # learned vector plus grid place i's projected feature (averaged
         # over the frames, layer-normed), and only then reads the media by
         # attention. Without it, each latent is a softmax average over all
         # 49·T media tokens, and count_probe measured that the first such
         # layer is where the count is lost: a summing probe reads 0.83-0.85
         # of held-out counts from the projected features, 0.71-0.76 after
-        # that layer (EVAL.md). Anchored latents carry each place's object
+        # that layer (f13e865:models/demo/EVAL.md). Anchored latents carry each place's object
         # on the residual stream whatever the attention does. Draws nothing
         # from `gen`.
         self.place_norm_w = nn.Parameter(torch.ones(W)) if place_latents else None
@@ -445,7 +290,7 @@ def state_noise(x, relative, generator=None):
     The runtime's LM (Q4_1 weights times 8-bit activations, f16 K/V) gives
     hidden states that differ from the f32 ones trained on by 2.6-5.0 % of
     their norm (measured at the input of the first block, `--state-noise`;
-    the error is structured, not isotropic: models/demo/EVAL.md); blocks
+    the error is structured, not isotropic: f13e865:models/demo/EVAL.md); blocks
     trained on exact states only were seen to turn that into 2.5 nats of
     answer (a yes/no flipped). Trained under noise of that size, a block
     must decide by directions the quantization does not move."""
@@ -473,7 +318,7 @@ class Model(nn.Module):
         # well as what it was, and a naming episode's examples and query
         # show it in different places. Here the count block reads the
         # second's half and every other block the first's (init_blocks:
-        # WHERE_ROLES). Measured held out (EVAL.md, W): count 0.74, few-shot
+        # WHERE_ROLES). Measured held out (f13e865:models/demo/EVAL.md, W): count 0.74, few-shot
         # gain +5, no better than either, so it stays off by default. Its
         # own generator, so that the rest draws the same initial weights as
         # without it.
@@ -493,7 +338,7 @@ class Model(nn.Module):
         block, layer 12) nothing is trained below the second block, so the
         LM layers between the two run forward only (the backward pass
         through them is what made a block before layer 12 cost 4.15 s a
-        step against 2.4). Measured held out (EVAL.md, PNF: on P's stage 1,
+        step against 2.4). Measured held out (f13e865:models/demo/EVAL.md, PNF: on P's stage 1,
         1,000 steps at 3.2-3.4 s): few-shot gain +28 but presence 0.90 and
         count 0.72. Above the first block (--naming-codes) it costs nothing
         a step."""
@@ -739,7 +584,7 @@ class ObjectHead(nn.Module):
         # evidence at all; without it the best query found (null_query)
         # still read 0.2-0.65 of the evidence's spread, as a per-scene
         # bias (the presence block added -1.9 to every "Did something
-        # appear?", whatever the answer; EVAL.md). Drawn last, and only
+        # appear?", whatever the answer; f13e865:models/demo/EVAL.md). Drawn last, and only
         # when asked, so that the other weights start as before.
         self.null_weight = null_weight
         self.null = nn.Parameter(torch.randn(inner, generator=gen) * 0.02) if null_weight > 0 else None
@@ -821,7 +666,7 @@ class TokenCounter(nn.Module):
     resampler trained by it alone lost the count at its first attention
     layer: a summing probe read the asked object's count of fresh held-out
     count stills right 0.83-0.85 from its projected features but 0.75-0.77
-    from its tokens (EVAL.md, "Where count is lost"). With this reader at
+    from its tokens (f13e865:models/demo/EVAL.md, "Where count is lost"). With this reader at
     weight 1 the tokens read validation stills +4 points better but the
     held-out backgrounds only +1: off by default."""
 
@@ -889,7 +734,7 @@ def media_batch(data, family, size):
 # With the decaying stage 1 (--pretrain-decay, 2,000 + 400 steps) the head
 # read the asked object's count right on 74 % of count stills, 65 % without
 # the balancing phase (2,400 plain steps), and the model's held-out counts
-# were 0.72 either way, presence 0.92 vs 0.90 (EVAL.md): on by default.
+# were 0.72 either way, presence 0.92 vs 0.90 (f13e865:models/demo/EVAL.md): on by default.
 COUNT_WEIGHTS = (1.0, 3.0, 10.0, 10.0)
 
 PRETRAIN_FAMILIES = {"presence": 32, "count": 32, "single": 32, "motion": 12, "change": 12}  # family → scenes per step
@@ -972,7 +817,7 @@ def pretrain(model, data, val, args):
 # other blocks' null queries wrote their own evidence at the change
 # positions. With the null query of --null-weight they do not: with both,
 # held out, change 0.90, presence 0.97, motion 0.94, count 0.75 (the
-# few-shot gain, +5, came back with NAMING_SHARE; EVAL.md).
+# few-shot gain, +5, came back with NAMING_SHARE; f13e865:models/demo/EVAL.md).
 SOMETHING_WEIGHT, SOMETHING_POSITIVE = 2.0, 2.0
 CHANGE_PHASE = [("change", 24), ("presence", 32), ("change", 24), ("count", 32), ("change", 24), ("motion", 12),
                 ("single", 32)]
@@ -1136,7 +981,7 @@ def count_reader(head, resampler, data, val, steps, lr=1e-3, batch=128):
     and change and reads every object of every frame, mostly zeros: it read
     the asked object's count of validation count stills right 0.775 of
     the time (twos 0.60 on training) where a count-only read of the same
-    tokens reached 0.80-0.83 after 500-1,500 steps (EVAL.md)."""
+    tokens reached 0.80-0.83 after 500-1,500 steps (f13e865:models/demo/EVAL.md)."""
     def tokens(d):
         items = d.by_family["count"]
         media = []
@@ -1465,7 +1310,7 @@ def evaluate(model, data, batches=3, size=16):
     among the kind's choices (as the runtime scores them); naming episodes,
     whose choices are their examples' two names: the share whose right
     name's tokens are likelier than the other's (the runtime's choice; the
-    names' token accuracy hid what place embeddings cost naming, EVAL.md)."""
+    names' token accuracy hid what place embeddings cost naming, f13e865:models/demo/EVAL.md)."""
     out = {}
     with torch.no_grad():
         for kind in KINDS:
@@ -1634,8 +1479,6 @@ def train(args):
         if args.naming_codes:
             words, scale = naming_codes(lm, data, val, args.naming_layer, args.naming_codes, seed=args.seed), 1.0
         elif args.naming_init:
-            # Imported here: naming_probe imports this module.
-            from .naming_probe import Prompts, word_states
             words = word_states(lm, Prompts(args.vigil, args.lm), args.naming_layer)
         init_blocks(model, data, val, scale=args.init_scale, noise=args.state_noise,
                     count_read_steps=args.count_read_steps, naming_words=words, naming_scale=scale,
@@ -1948,7 +1791,7 @@ def main():
                    help="the resampler also sees each grid place's change since the previous frame (Resampler)")
     p.add_argument("--place-latents", action="store_true",
                    help="latent i < 49 starts with grid place i's feature before reading the media (Resampler; "
-                        "measured held out: count 0.71 against 0.74 without, not adopted; EVAL.md, PL)")
+                        "measured held out: count 0.71 against 0.74 without, not adopted; f13e865:models/demo/EVAL.md, PL)")
     p.add_argument("--state-noise", type=float, default=0.04,
                    help="relative noise on the hidden states entering each block while training, and on those the "
                         "blocks' query maps are fitted on (state_noise; the runtime's LM differs by ~0.03)")
