@@ -68,7 +68,7 @@ fn run(ctx: &mut Context, prompt: &[Token], steps: usize) -> Vec<Vec<f32>> {
             .iter()
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| i as Token)
+            .map(|(i, _)| Token(i as i32))
             .unwrap();
         all.push(logits);
         ctx.decode(&[next]).unwrap();

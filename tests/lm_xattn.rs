@@ -382,7 +382,7 @@ fn scoring_matches_the_logits_and_leaves_the_sequence_alone() {
     // A single-token candidate is exactly its log-softmax entry.
     let paris = model.tokenize_with(" Paris", false, false).unwrap();
     assert_eq!(paris.len(), 1);
-    let expected = vigil::lm::log_softmax(&logits)[paris[0] as usize];
+    let expected = vigil::lm::log_softmax(&logits)[paris[0].index()];
     assert_eq!(choices[0].log_prob, expected);
     // Candidates sharing leading tokens (" 2" is " " + "2" here) are
     // scored from one decode of the shared part, with the same result as
@@ -404,12 +404,12 @@ fn scoring_matches_the_logits_and_leaves_the_sequence_alone() {
     let tokens = model
         .tokenize_with(" the city of Paris", false, false)
         .unwrap();
-    let mut by_hand = vigil::lm::log_softmax(&logits)[tokens[0] as usize];
+    let mut by_hand = vigil::lm::log_softmax(&logits)[tokens[0].index()];
     for pair in tokens.windows(2) {
         session
             .feed(&Prompt::new().text(model.piece(pair[0])))
             .unwrap();
-        by_hand += vigil::lm::log_softmax(session.last_logits().unwrap())[pair[1] as usize];
+        by_hand += vigil::lm::log_softmax(session.last_logits().unwrap())[pair[1].index()];
     }
     assert!(
         (choices[2].log_prob - by_hand).abs() < 1e-3,

@@ -76,7 +76,7 @@ pub fn lm_states(
         if let Some((j, t)) = sequence
             .iter()
             .enumerate()
-            .find(|&(_, &t)| t < 0 || t as usize >= n_vocab)
+            .find(|&(_, &t)| t.0 < 0 || t.index() >= n_vocab)
         {
             return Err(format!(
                 "sequence {i}, token {j}: id {t} is outside the vocabulary (0..{n_vocab})"

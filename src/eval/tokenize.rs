@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lm::{LmError, Model};
+use crate::lm::{LmError, Model, Token};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,9 +22,9 @@ struct Request {
 #[derive(Serialize)]
 struct Reply {
     /// Prepended at the start of every sequence when the model wants it.
-    bos: Option<i32>,
-    texts: Vec<Vec<i32>>,
-    plain: Vec<Vec<i32>>,
+    bos: Option<Token>,
+    texts: Vec<Vec<Token>>,
+    plain: Vec<Vec<Token>>,
 }
 
 /// Reads a JSON request, returns the JSON reply.
@@ -32,7 +32,7 @@ pub fn tokenize(lm: &Path, request: &str) -> Result<String, String> {
     let request: Request = serde_json::from_str(request)
         .map_err(|e| format!("request: {e} (expected {{\"texts\": [...], \"plain\": [...]}})"))?;
     let model = Model::load(lm).map_err(|e| e.to_string())?;
-    let run = |items: &[String], special: bool| -> Result<Vec<Vec<i32>>, LmError> {
+    let run = |items: &[String], special: bool| -> Result<Vec<Vec<Token>>, LmError> {
         items
             .iter()
             .map(|t| model.tokenize_with(t, false, special))

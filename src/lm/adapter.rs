@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::error::{GraphError, LmError};
-use super::ffi::Model;
 use super::ffi::gguf::{GgufFile, GgufValue, Tensor};
+use super::ffi::{Model, Token};
 
 pub const ARCHITECTURE: &str = "vigil-xattn";
 pub const VERSION: i64 = 1;
@@ -90,7 +90,7 @@ impl LmIdentity {
 pub fn tokenizer_fingerprint(model: &Model) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for token in 0..model.n_vocab() as i32 {
-        for byte in model.token_bytes(token).into_iter().chain([0]) {
+        for byte in model.token_bytes(Token(token)).into_iter().chain([0]) {
             h = (h ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3);
         }
     }

@@ -91,13 +91,15 @@ impl Sampler {
 
     pub fn pick(&mut self, logits: &[f32]) -> Token {
         let argmax = || {
-            logits
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                    if v > best.1 { (i, v) } else { best }
-                })
-                .0 as Token
+            Token(
+                logits
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                        if v > best.1 { (i, v) } else { best }
+                    })
+                    .0 as i32,
+            )
         };
         if self.temperature <= 0.0 {
             return argmax();
@@ -116,7 +118,7 @@ impl Sampler {
         let mut target = self.uniform() * total;
         for (r, w) in ranked.iter().zip(&weights) {
             if target < *w {
-                return r.0 as Token;
+                return Token(r.0 as i32);
             }
             target -= w;
         }
@@ -155,14 +157,17 @@ mod tests {
     #[test]
     fn greedy_takes_the_argmax_and_top_1_sampling_equals_greedy() {
         let logits = [0.5, 3.0, -1.0, 2.9];
-        assert_eq!(Sampler::new(&GenerateOptions::default()).pick(&logits), 1);
+        assert_eq!(
+            Sampler::new(&GenerateOptions::default()).pick(&logits),
+            Token(1)
+        );
         let options = GenerateOptions {
             temperature: 1.0,
             top_k: 1,
             ..Default::default()
         };
         let mut s = Sampler::new(&options);
-        assert!((0..50).all(|_| s.pick(&logits) == 1));
+        assert!((0..50).all(|_| s.pick(&logits) == Token(1)));
     }
 
     #[test]
@@ -174,7 +179,7 @@ mod tests {
             ..Default::default()
         };
         let mut s = Sampler::new(&options);
-        let ones = (0..4000).filter(|_| s.pick(&logits) == 1).count() as f64 / 4000.0;
+        let ones = (0..4000).filter(|_| s.pick(&logits) == Token(1)).count() as f64 / 4000.0;
         let expected = 1.0f64.exp() / (1.0 + 1.0f64.exp()); // 0.731
         assert!((ones - expected).abs() < 0.03, "{ones} vs {expected}");
     }

@@ -193,12 +193,14 @@ pub fn run(options: &BenchOptions, out: &mut dyn Write) -> Result<(), LmError> {
 }
 
 fn argmax(logits: &[f32]) -> Token {
-    logits
-        .iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-        )
-        .0 as Token
+    Token(
+        logits
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+            )
+            .0 as i32,
+    )
 }

@@ -323,9 +323,9 @@ impl<'m> Session<'m> {
             self.set_current(media.clone());
             let rows: Vec<usize> = (0..common).collect();
             let logits = self.ctx.decode_rows(prefix, &rows)?;
-            let mut base = first[prefix[0] as usize];
+            let mut base = first[prefix[0].index()];
             for (row, token) in prefix.iter().enumerate().skip(1) {
-                base += answer::log_softmax(&logits[row - 1])[*token as usize];
+                base += answer::log_softmax(&logits[row - 1])[token.index()];
             }
             (base, answer::log_softmax(&logits[common - 1]))
         };
@@ -333,7 +333,7 @@ impl<'m> Session<'m> {
         let mut log_probs = Vec::with_capacity(tokenized.len());
         for tokens in tokenized {
             let rest = &tokens[common..];
-            let mut total = base + next[rest[0] as usize];
+            let mut total = base + next[rest[0].index()];
             if rest.len() > 1 {
                 // Logits of every candidate token but the last predict the
                 // next one; the candidate is cut off again afterwards.
@@ -342,7 +342,7 @@ impl<'m> Session<'m> {
                 let logits = self.ctx.decode_rows(rest, &rows);
                 self.ctx.truncate(start);
                 for (row, logits) in logits?.iter().enumerate() {
-                    total += answer::log_softmax(logits)[rest[row + 1] as usize];
+                    total += answer::log_softmax(logits)[rest[row + 1].index()];
                 }
             }
             log_probs.push(total);
