@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{MjpegServer, RtspServer, fd_count, thread_count, wait_until};
-use vigil::capture::{Camera, CameraState, jpeg};
+use vigil::capture::{Camera, CameraState};
 use vigil::config::{CameraSpec, Fps, RtspTransport, Source};
 use vigil::ring::Frame;
 
@@ -83,7 +83,7 @@ fn a_stalled_camera_is_restarted_after_stall_timeout() {
         120,
         pixels,
     );
-    let jpeg = jpeg::encode(&frame).unwrap();
+    let jpeg = vigil::picture::encode_jpeg(&frame).unwrap();
     // Each connection: 6 frames at 5 fps, then silence with the socket open.
     let server = MjpegServer::start(jpeg, 6);
     let mut spec = CameraSpec::with_defaults("barn", Source::Http(server.url()));

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{TempDir, model_file, wait_until};
-use vigil::capture::{Camera, image::load_rgb};
+use vigil::capture::Camera;
 use vigil::config::{CameraSpec, Fps, Source};
+use vigil::picture::load_rgb;
 use vigil::ring::{FeatureData, Features, Frame, Ring, RingLimits};
 use vigil::vision::{Encoder, Precision, Resampler, VisionError, VisionWorker};
 

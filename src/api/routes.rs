@@ -161,7 +161,7 @@ fn camera_snapshot(ctx: &ApiContext, name: &str) -> Response {
         )
         .with_header("Retry-After", "2".into());
     };
-    match crate::capture::jpeg::encode(&frame) {
+    match crate::picture::encode_jpeg(&frame) {
         Ok(jpeg) => jpeg_response(jpeg),
         Err(e) => Response::error(500, "snapshot_failed", e.to_string()),
     }

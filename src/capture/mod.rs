@@ -1,13 +1,12 @@
 //! capture: GStreamer pipelines that sample each camera into its ring.
 //!
 //! Public face: [`Camera`] (a supervised capture thread per camera),
-//! [`probe()`] (what `vigil probe` runs) and [`jpeg::encode`] for snapshots.
+//! and [`probe()`] (what `vigil probe` runs). Still pictures in and out
+//! are [`crate::picture`]'s.
 
 mod backoff;
 mod camera;
 mod error;
-pub mod image;
-pub mod jpeg;
 mod pipeline;
 mod probe;
 mod rate;

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::error::CaptureError;
-use super::jpeg;
 use super::session::{Event, Session};
 use crate::config::CameraSpec;
+use crate::picture::{PictureError, encode_jpeg};
 use crate::ring::Frame;
 
 pub struct ProbeOptions {
@@ -23,6 +23,8 @@ pub enum ProbeError {
     Capture(#[from] CaptureError),
     #[error("the stream ended before the first frame")]
     NoFrames,
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] PictureError),
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -82,7 +84,7 @@ pub fn probe(
         tracing::warn!("the stream ended after {got} of {} frames", options.frames);
     }
     if let Some(path) = &options.snapshot {
-        let bytes = jpeg::encode(&last)?;
+        let bytes = encode_jpeg(&last)?;
         std::fs::write(path, bytes).map_err(|source| ProbeError::Write {
             path: path.clone(),
             source,

@@ -11,13 +11,12 @@ use std::time::{Duration, Instant, SystemTime};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use gstreamer_video as gst_video;
-use gstreamer_video::prelude::VideoFrameExt;
 
 use super::error::CaptureError;
 use super::pipeline;
 use super::rate::RateGate;
 use crate::config::{CameraSpec, Source};
+use crate::picture::packed_rgb;
 
 /// Pixels and timestamps of one sample, before it becomes a ring `Frame`.
 #[derive(Debug)]
@@ -194,7 +193,8 @@ impl Session {
     fn convert(&mut self, sample: &gst::Sample) -> Result<Captured, CaptureError> {
         let wall = SystemTime::now();
         let captured = Instant::now();
-        let (width, height, pixels) = packed_rgb(sample)?;
+        let (width, height, pixels) =
+            packed_rgb(sample).map_err(|e| CaptureError::Stream(e.to_string()))?;
         let pts = sample
             .buffer()
             .and_then(|b| b.pts())
@@ -215,27 +215,6 @@ impl Session {
 
 /// Copies an RGB sample's pixels out as packed rows (GStreamer pads RGB
 /// rows to 4 bytes).
-pub(super) fn packed_rgb(sample: &gst::Sample) -> Result<(u32, u32, Vec<u8>), CaptureError> {
-    let bad = |what: &str| CaptureError::Stream(format!("unusable sample: {what}"));
-    let caps = sample.caps().ok_or_else(|| bad("no caps"))?;
-    let info = gst_video::VideoInfo::from_caps(caps).map_err(|_| bad("caps are not video"))?;
-    if info.format() != gst_video::VideoFormat::Rgb {
-        return Err(bad("not RGB"));
-    }
-    let buffer = sample.buffer().ok_or_else(|| bad("no buffer"))?;
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
-        .map_err(|_| bad("buffer cannot be mapped"))?;
-    let (width, height) = (info.width(), info.height());
-    let row = width as usize * 3;
-    let stride = frame.plane_stride()[0] as usize;
-    let data = frame.plane_data(0).map_err(|_| bad("no plane 0"))?;
-    let mut pixels = Vec::with_capacity(row * height as usize);
-    for y in 0..height as usize {
-        pixels.extend_from_slice(&data[y * stride..y * stride + row]);
-    }
-    Ok((width, height, pixels))
-}
-
 impl Drop for Session {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);

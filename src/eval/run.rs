@@ -88,8 +88,8 @@ impl Runner<'_> {
             return Ok(Arc::clone(f));
         }
         let path = self.dir.join(image);
-        let frame = crate::capture::image::load_rgb(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let frame =
+            crate::picture::load_rgb(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let features = Arc::new(
             self.encoder
                 .encode(&frame, Precision::F32)

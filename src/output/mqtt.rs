@@ -261,7 +261,7 @@ impl Shared {
                 rings.get(camera).cloned()
             };
             if let Some(frame) = ring.and_then(|r| r.newest())
-                && let Ok(jpeg) = crate::capture::jpeg::encode(&frame)
+                && let Ok(jpeg) = crate::picture::encode_jpeg(&frame)
             {
                 self.publish(snapshot_topic(spec, camera), true, jpeg);
             }

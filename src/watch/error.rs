@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::capture::CaptureError;
 use crate::lm::LmError;
+use crate::picture::PictureError;
 use crate::vision::VisionError;
 
 /// Why the inference worker could not start.
@@ -48,7 +48,7 @@ pub enum ClipError {
 #[derive(Debug, thiserror::Error)]
 pub enum ExampleError {
     #[error("{}: {source}", path.display())]
-    Load { path: PathBuf, source: CaptureError },
+    Load { path: PathBuf, source: PictureError },
     #[error("{}: {source}", path.display())]
     Encode { path: PathBuf, source: VisionError },
     #[error(transparent)]

@@ -457,12 +457,11 @@ impl Worker<'_> {
     fn examples_prompt(&mut self, ask: &str, examples: &[Example]) -> Result<Prompt, ExampleError> {
         let mut prompt = Prompt::new();
         for ex in examples {
-            let frame = crate::capture::image::load_rgb(&ex.image).map_err(|source| {
-                ExampleError::Load {
+            let frame =
+                crate::picture::load_rgb(&ex.image).map_err(|source| ExampleError::Load {
                     path: ex.image.clone(),
                     source,
-                }
-            })?;
+                })?;
             let features = self
                 .setup
                 .vision
@@ -624,7 +623,7 @@ impl Worker<'_> {
     /// store error, which is logged and counted: the answer itself still
     /// stands).
     fn record(&self, events: &[NewEvent], newest: &Frame) -> Vec<StoredEvent> {
-        let snapshot = match crate::capture::jpeg::encode(newest) {
+        let snapshot = match crate::picture::encode_jpeg(newest) {
             Ok(j) => Some(j),
             Err(e) => {
                 tracing::warn!("snapshot for an event: {e}");

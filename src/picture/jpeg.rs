@@ -5,13 +5,13 @@ use std::time::Duration;
 use gstreamer as gst;
 use gstreamer_video as gst_video;
 
-use super::error::CaptureError;
+use super::PictureError;
 use crate::ring::Frame;
 
 /// Encodes a frame as JPEG.
-pub fn encode(frame: &Frame) -> Result<Vec<u8>, CaptureError> {
-    super::session::init()?;
-    let fail = |what: String| CaptureError::Stream(format!("cannot encode JPEG: {what}"));
+pub fn encode_jpeg(frame: &Frame) -> Result<Vec<u8>, PictureError> {
+    super::init()?;
+    let fail = PictureError::Encode;
     let info =
         gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, frame.width, frame.height)
             .build()
