@@ -91,79 +91,57 @@ fn vigil(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn asks_standing_questions_events_sse_cli_and_clean_stop() {
-    let dir = TempDir::new("api-e2e");
-    let clip = dir.path().join("clip.mp4");
-    common::make_h264_mp4(&clip, 4);
-    let file_camera = camera("file", &clip.display().to_string()) + "loop = true\n";
-    // No frames ever: nothing listens on port 1.
-    let dark_camera = camera("dark", "rtsp://127.0.0.1:1/none") + "stall_timeout = \"30s\"\n";
-    let config = [
-        header(""),
-        camera("moving", "test:ball"),
-        camera("still", "test:checkers-8"),
-        file_camera,
-        dark_camera,
-        question(
-            "ball",
-            "moving",
-            "Is there a ball?",
-            "\"yes-no\"",
-            "2s",
-            "1 frame",
-        ),
-        // Same camera and window, due together: they share the clip. The
-        // camera samples every 5 s, so both see the same newest frame.
-        camera("slow", "test:ball").replace("fps = 1\n", "fps = 0.2\n"),
-        question("round", "slow", "Is it round?", "\"yes-no\"", "2s", "1 frame"),
-        question("square", "slow", "Is it square?", "\"yes-no\"", "2s", "1 frame"),
-        // Few-shot: two real photos with their answers.
-        question("cat", "moving", "Is there a cat?", "\"yes-no\"", "2s", "1 frame")
-            + &format!(
-                "examples = [{{ image = \"{}\", answer = \"yes\" }}, {{ image = \"{}\", answer = \"no\" }}]\n",
-                photo("chelsea.png").display(),
-                photo("coffee.png").display()
-            ),
-        question(
-            "static",
-            "still",
-            "Is anything moving?",
-            "\"yes-no\"",
-            "1s",
-            "2 frames",
-        ),
-        question(
-            "count",
-            "file",
-            "How many things are there?",
-            "\"count\"",
-            "2s",
-            "3s",
-        ),
-    ]
-    .concat();
-    let mut d = start(&dir, &config);
+/// The few-shot question's examples: two real photos with their answers.
+fn cat_examples() -> String {
+    format!(
+        "examples = [{{ image = \"{}\", answer = \"yes\" }}, {{ image = \"{}\", answer = \"no\" }}]\n",
+        photo("chelsea.png").display(),
+        photo("coffee.png").display()
+    )
+}
 
-    // The socket is for owner and group only.
-    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o660, "socket mode {mode:o}");
-
-    // Live events from the start (SSE), read on a thread.
+/// Reads the event stream (SSE) from its start on a thread; each line
+/// arrives on the returned channel.
+fn event_stream(d: &Daemon) -> std::sync::mpsc::Receiver<String> {
     let mut sse = UnixStream::connect(&d.socket).unwrap();
     sse.write_all(b"GET /v1/events/stream HTTP/1.1\r\nHost: v\r\n\r\n")
         .unwrap();
-    let (sse_tx, sse_rx) = std::sync::mpsc::channel::<String>();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(sse).lines().map_while(Result::ok) {
-            if sse_tx.send(line).is_err() {
+            if tx.send(line).is_err() {
                 break;
             }
         }
     });
+    rx
+}
+
+/// Waits until each of `questions` has run at least once.
+fn wait_runs(d: &Daemon, questions: &[&str]) {
+    assert!(
+        wait_until(Duration::from_secs(40), || {
+            questions
+                .iter()
+                .all(|q| question_status(d, q)["runs"].as_u64().unwrap() >= 1)
+        }),
+        "{:#}\n{}",
+        d.get("/v1/questions").json(),
+        d.log_text()
+    );
+}
+
+#[test]
+fn ad_hoc_asks_answer_with_scores_a_stored_snapshot_and_examples() {
+    let dir = TempDir::new("api-ask");
+    let config = [header(""), camera("moving", "test:ball")].concat();
+    let d = start(&dir, &config);
+    // The socket is for owner and group only.
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "socket mode {mode:o}");
 
     wait_frames(&d, "moving", 2);
-    // An ad-hoc yes/no question through the socket.
+    // A yes/no question through the socket.
     let r = d.post(
         "/v1/ask",
         r#"{"camera": "moving", "question": "Is there a ball?", "window": "2 frames"}"#,
@@ -182,7 +160,7 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
     let snap = d.get(&format!("/v1/events/{ask_event}/snapshot.jpg"));
     assert_eq!(snap.status, 200);
     assert_eq!(&snap.body[..2], b"\xff\xd8");
-    // Choices and counts answer from their candidates.
+    // Choices answer from their candidates.
     let r = d.post(
         "/v1/ask",
         r#"{"camera": "moving", "question": "What is it?", "answer": {"choices": ["a ball", "a car", "nothing"]}}"#,
@@ -193,18 +171,82 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
     let snap = d.get("/v1/cameras/moving/snapshot.jpg");
     assert_eq!(snap.status, 200);
     assert_eq!(snap.header("content-type").as_deref(), Some("image/jpeg"));
-
-    // Standing questions answer; their first answer is an event.
-    assert!(
-        wait_until(Duration::from_secs(40), || {
-            ["ball", "static", "count", "cat"]
-                .iter()
-                .all(|q| question_status(&d, q)["runs"].as_u64().unwrap() >= 1)
-        }),
-        "{:#}\n{}",
-        d.get("/v1/questions").json(),
-        d.log_text()
+    // With examples; an example that is not there is the asker's error.
+    let body = format!(
+        r#"{{"camera": "moving", "question": "Is there a cat?", "examples": [{{"image": "{}", "answer": "yes"}}]}}"#,
+        photo("chelsea.png").display()
     );
+    let r = d.post("/v1/ask", &body);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let bad_example = r#"{"camera": "moving", "question": "Is there a cat?", "examples": [{"image": "/nonexistent.jpg", "answer": "yes"}]}"#;
+    let r = d.post("/v1/ask", bad_example);
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent.jpg"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+#[test]
+fn standing_questions_answer_share_clips_and_encode_their_examples_once() {
+    let dir = TempDir::new("api-standing");
+    let clip = dir.path().join("clip.mp4");
+    common::make_h264_mp4(&clip, 4);
+    let config = [
+        header(""),
+        camera("moving", "test:ball"),
+        camera("file", &clip.display().to_string()) + "loop = true\n",
+        question(
+            "ball",
+            "moving",
+            "Is there a ball?",
+            "\"yes-no\"",
+            "2s",
+            "1 frame",
+        ),
+        // Same camera and window, due together: they share the clip. The
+        // camera samples every 5 s, so both see the same newest frame.
+        camera("slow", "test:ball").replace("fps = 1\n", "fps = 0.2\n"),
+        question(
+            "round",
+            "slow",
+            "Is it round?",
+            "\"yes-no\"",
+            "2s",
+            "1 frame",
+        ),
+        question(
+            "square",
+            "slow",
+            "Is it square?",
+            "\"yes-no\"",
+            "2s",
+            "1 frame",
+        ),
+        question(
+            "cat",
+            "moving",
+            "Is there a cat?",
+            "\"yes-no\"",
+            "2s",
+            "1 frame",
+        ) + &cat_examples(),
+        question(
+            "count",
+            "file",
+            "How many things are there?",
+            "\"count\"",
+            "2s",
+            "3s",
+        ),
+    ]
+    .concat();
+    let d = start(&dir, &config);
+    wait_runs(&d, &["ball", "count", "cat"]);
     let cat = question_status(&d, "cat");
     assert_eq!(cat["examples"], 2, "{cat:#}");
     assert!(cat["last_error"].is_null(), "{cat:#}");
@@ -223,15 +265,6 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
         ),
         "round and square share their clips"
     );
-    // An ad-hoc question with examples.
-    let body = format!(
-        r#"{{"camera": "moving", "question": "Is there a cat?", "examples": [{{"image": "{}", "answer": "yes"}}]}}"#,
-        photo("chelsea.png").display()
-    );
-    let r = d.post("/v1/ask", &body);
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let bad_example = r#"{"camera": "moving", "question": "Is there a cat?", "examples": [{"image": "/nonexistent.jpg", "answer": "yes"}]}"#;
-    assert_eq!(d.post("/v1/ask", bad_example).status, 400);
     let count = question_status(&d, "count");
     let n: u32 = count["last_answer"]["text"]
         .as_str()
@@ -239,11 +272,41 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
         .parse()
         .unwrap();
     assert!(n <= vigil::watch::MAX_COUNT);
+    // The moving ball, asked every 2 s at 1 FPS, sees a new picture at its
+    // ticks: they run. (A tick that ran late can be followed closely by an
+    // on-time one on the same newest frame, which is rightly gated; rare,
+    // so bounded.)
+    assert!(wait_until(Duration::from_secs(30), || {
+        question_status(&d, "ball")["runs"].as_u64().unwrap() >= 3
+    }));
+    let ball = question_status(&d, "ball");
+    let (runs, gated) = (
+        ball["runs"].as_u64().unwrap(),
+        ball["gated"].as_u64().unwrap(),
+    );
+    assert!(runs >= 3 && gated * 3 <= runs, "{ball:#}");
+}
 
-    // Change gating: the static pattern runs (once, or twice when its
-    // first tick saw one frame of its two-frame window) and then keeps its
-    // answer: three more ticks, no more runs. The moving ball, asked every
-    // 2 s at 1 FPS, sees a new picture at its ticks: they run.
+/// The still pattern runs (once, or twice when its first tick saw one
+/// frame of its two-frame window) and then keeps its answer: three more
+/// ticks, no more runs, and one event (its first answer).
+#[test]
+fn change_gating_keeps_the_answer_of_a_still_scene() {
+    let dir = TempDir::new("api-gating");
+    let config = [
+        header(""),
+        camera("still", "test:checkers-8"),
+        question(
+            "static",
+            "still",
+            "Is anything moving?",
+            "\"yes-no\"",
+            "1s",
+            "2 frames",
+        ),
+    ]
+    .concat();
+    let d = start(&dir, &config);
     let gated = |d: &Daemon| question_status(d, "static")["gated"].as_u64().unwrap();
     assert!(
         wait_until(Duration::from_secs(30), || gated(&d) >= 1),
@@ -260,26 +323,53 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
     assert!(wait_until(Duration::from_secs(30), || gated(&d) >= g + 3));
     let still = question_status(&d, "static");
     assert_eq!(still["runs"].as_u64().unwrap(), runs, "{still:#}");
-    // (A tick that ran late can be followed closely by an on-time one on
-    // the same newest frame, which is rightly gated; rare, so bounded.)
-    let ball = question_status(&d, "ball");
-    let (runs, gated) = (
-        ball["runs"].as_u64().unwrap(),
-        ball["gated"].as_u64().unwrap(),
-    );
-    assert!(runs >= 3 && gated * 3 <= runs, "{ball:#}");
     let status = d.get("/v1/status").json();
     assert!(
         status["worker"]["runs_gated"].as_u64().unwrap() >= 3,
         "{status:#}"
     );
-
-    // Events: listed over HTTP (filtered) and by the CLI.
     let events = d.get("/v1/events?question=static").json();
     let list = events.as_array().unwrap();
     assert_eq!(list.len(), 1, "one answer, one change event: {events:#}");
     assert_eq!(list[0]["kind"], "answer_changed");
     assert_eq!(list[0]["camera"], "still");
+}
+
+#[test]
+fn events_reach_http_the_cli_and_the_event_stream() {
+    let dir = TempDir::new("api-events");
+    let config = [
+        header(""),
+        camera("moving", "test:ball"),
+        question(
+            "ball",
+            "moving",
+            "Is there a ball?",
+            "\"yes-no\"",
+            "2s",
+            "1 frame",
+        ),
+    ]
+    .concat();
+    let d = start(&dir, &config);
+    // Live events from the start.
+    let sse = event_stream(&d);
+    wait_frames(&d, "moving", 1);
+    let r = d.post(
+        "/v1/ask",
+        r#"{"camera": "moving", "question": "Is there a ball?"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let ask_event = r.json()["event_id"].as_i64().expect("the ask is stored");
+    wait_runs(&d, &["ball"]);
+
+    // Listed over HTTP, filtered by question.
+    let events = d.get("/v1/events?question=ball").json();
+    let list = events.as_array().unwrap();
+    assert!(!list.is_empty(), "{events:#}");
+    assert_eq!(list[0]["camera"], "moving");
+    let ball_event = list[0]["id"].as_i64().unwrap();
+    // And by the CLI.
     let socket = d.socket.to_str().unwrap().to_string();
     let out = vigil(&["events", "--socket", &socket, "--limit", "50"]);
     assert!(
@@ -288,7 +378,7 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["static", "ball", "count", "Is there a ball?"] {
+    for needle in ["ball", "moving", "Is there a ball?"] {
         assert!(
             text.contains(needle),
             "`vigil events` lacks {needle}:\n{text}"
@@ -316,28 +406,25 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
     follow.kill().unwrap();
     follow.wait().unwrap();
 
-    // SSE delivered the same events with their ids.
+    // The event stream delivered the same events with their ids.
     let mut sse_ids = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        match sse_rx.recv_timeout(Duration::from_millis(200)) {
+        match sse.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
                 if let Some(id) = line.strip_prefix("id: ") {
                     sse_ids.push(id.parse::<i64>().unwrap());
                 }
             }
             Err(_) => {
-                if sse_ids.contains(&list[0]["id"].as_i64().unwrap()) {
+                if sse_ids.contains(&ball_event) {
                     break;
                 }
             }
         }
     }
     assert!(sse_ids.contains(&ask_event), "SSE ids {sse_ids:?}");
-    assert!(
-        sse_ids.contains(&list[0]["id"].as_i64().unwrap()),
-        "SSE ids {sse_ids:?}"
-    );
+    assert!(sse_ids.contains(&ball_event), "SSE ids {sse_ids:?}");
 
     // The CLI's other commands.
     let out = vigil(&[
@@ -360,11 +447,23 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
     );
     let out = vigil(&["status", "--socket", &socket, "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(status["cameras"].as_array().unwrap().len(), 5);
+    assert_eq!(status["cameras"].as_array().unwrap().len(), 1);
     let out = vigil(&["questions", "--socket", &socket]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("static"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ball"));
+}
 
-    // Bad input: each gets its status and a JSON error, and nothing breaks.
+#[test]
+fn bad_requests_get_their_status_and_a_json_error_and_the_daemon_stops_cleanly() {
+    let dir = TempDir::new("api-bad");
+    // No frames ever on "dark": nothing listens on port 1.
+    let config = [
+        header(""),
+        camera("moving", "test:ball"),
+        camera("dark", "rtsp://127.0.0.1:1/none") + "stall_timeout = \"30s\"\n",
+    ]
+    .concat();
+    let mut d = start(&dir, &config);
+    wait_frames(&d, "moving", 1);
     let expect = |r: common::daemon::HttpReply, status: u16, code: &str| {
         assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(
@@ -434,7 +533,7 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
     let _ = slow.read_to_end(&mut raw);
     expect(common::daemon::parse_reply(&raw), 408, "timeout");
     assert!(started.elapsed() >= Duration::from_secs(9));
-    // Still healthy.
+    // Still healthy, and every refusal counted.
     assert_eq!(d.get("/v1/status").status, 200);
     let metrics = String::from_utf8(d.get("/metrics").body).unwrap();
     for needle in [
@@ -445,6 +544,8 @@ fn asks_standing_questions_events_sse_cli_and_clean_stop() {
     ] {
         assert!(metrics.contains(needle), "/metrics lacks {needle}");
     }
+    let api = &d.get("/v1/status").json()["api"];
+    assert!(api["bad_requests"].as_u64().unwrap() >= 12, "{api}");
 
     let status = d.terminate(Duration::from_secs(8));
     assert!(status.success(), "{status:?}\n{}", d.log_text());
