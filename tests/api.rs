@@ -100,6 +100,18 @@ fn cat_examples() -> String {
     )
 }
 
+/// "Is there a ball?" of the camera "moving", every 2 s.
+fn ball_question() -> String {
+    question(
+        "ball",
+        "moving",
+        "Is there a ball?",
+        "\"yes-no\"",
+        "2s",
+        "1 frame",
+    )
+}
+
 /// Reads the event stream (SSE) from its start on a thread; each line
 /// arrives on the returned channel.
 fn event_stream(d: &Daemon) -> std::sync::mpsc::Receiver<String> {
@@ -200,14 +212,7 @@ fn standing_questions_answer_share_clips_and_encode_their_examples_once() {
         header(""),
         camera("moving", "test:ball"),
         camera("file", &clip.display().to_string()) + "loop = true\n",
-        question(
-            "ball",
-            "moving",
-            "Is there a ball?",
-            "\"yes-no\"",
-            "2s",
-            "1 frame",
-        ),
+        ball_question(),
         // Same camera and window, due together: they share the clip. The
         // camera samples every 5 s, so both see the same newest frame.
         camera("slow", "test:ball").replace("fps = 1\n", "fps = 0.2\n"),
@@ -338,19 +343,7 @@ fn change_gating_keeps_the_answer_of_a_still_scene() {
 #[test]
 fn events_reach_http_the_cli_and_the_event_stream() {
     let dir = TempDir::new("api-events");
-    let config = [
-        header(""),
-        camera("moving", "test:ball"),
-        question(
-            "ball",
-            "moving",
-            "Is there a ball?",
-            "\"yes-no\"",
-            "2s",
-            "1 frame",
-        ),
-    ]
-    .concat();
+    let config = [header(""), camera("moving", "test:ball"), ball_question()].concat();
     let d = start(&dir, &config);
     // Live events from the start.
     let sse = event_stream(&d);
