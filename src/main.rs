@@ -513,7 +513,7 @@ fn main() -> ExitCode {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match config::load(file) {
         Ok(cfg) => {
-            for w in &cfg.warnings {
+            for w in cfg.warnings.iter().chain(&training_warnings(&cfg)) {
                 eprintln!("warning: {}: {w}", file.display());
             }
             println!(
@@ -529,6 +529,35 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A warning for each standing question about something the configured
+/// adapter was not trained on (and one when the adapter cannot be read).
+fn training_warnings(cfg: &config::Config) -> Vec<String> {
+    let Some(path) = cfg.model.as_ref().and_then(|m| m.adapter.as_ref()) else {
+        return Vec::new();
+    };
+    if !path.is_file() {
+        return Vec::new(); // already warned about by the config check
+    }
+    let adapter = match vigil::lm::Adapter::load(path) {
+        Ok(a) => a,
+        Err(e) => return vec![format!("{e}")],
+    };
+    let name = format!(
+        "adapter {}",
+        path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        )
+    );
+    cfg.questions
+        .iter()
+        .filter_map(|q| {
+            vigil::watch::outside_training(&q.ask, &adapter.config().trained_on, &name)
+                .map(|w| format!("question \"{}\": {w}", q.name))
+        })
+        .collect()
 }
 
 fn plural(n: usize, noun: &str) -> String {

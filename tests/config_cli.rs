@@ -312,3 +312,33 @@ fn outputs_are_checked_where_they_stand() {
     assert_eq!(c.code, 2);
     assert!(!c.stderr.contains("hunter2"), "{}", c.stderr);
 }
+
+/// With an adapter that says what it was trained on (the demo model's), a
+/// standing question about anything else is valid but gets a warning that
+/// its answers are guesses; one about a trained object gets none.
+#[test]
+fn questions_outside_the_adapters_training_are_warned_about() {
+    let dir = TempDir::new("cfg-trained");
+    let text = format!(
+        "{}{CAMERA}\
+         [[question]]\nname = \"visitor\"\ncamera = \"yard\"\nask = \"Is there a person at the door?\"\nanswer = \"yes-no\"\n\
+         [[question]]\nname = \"cats\"\ncamera = \"yard\"\nask = \"How many cats are there?\"\nanswer = \"count\"\n",
+        common::config::demo_model()
+    );
+    let c = check_text(&dir, &text);
+    assert_eq!(c.code, 0, "{}", c.stderr);
+    assert!(c.stdout.contains("OK"), "{}", c.stdout);
+    let warnings: Vec<&str> = c
+        .stderr
+        .lines()
+        .filter(|l| l.contains("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", c.stderr);
+    assert!(
+        warnings[0].contains("question \"visitor\"")
+            && warnings[0].contains("trained on: cat, horse")
+            && warnings[0].contains("\"person\" is not among them"),
+        "{}",
+        c.stderr
+    );
+}

@@ -122,6 +122,9 @@ pub fn ask(
         if scores.is_empty() { "" } else { "; " },
         scores.join(", ")
     );
+    for w in r["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or_default());
+    }
     Ok(())
 }
 
@@ -208,6 +211,9 @@ pub fn questions(socket: &Path, as_json: bool) -> Result<(), CliError> {
         );
         if let Some(e) = q["last_error"].as_str() {
             println!("  last error: {e}");
+        }
+        if let Some(w) = q["warning"].as_str() {
+            println!("  warning: {w}");
         }
     }
     Ok(())

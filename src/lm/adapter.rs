@@ -55,6 +55,18 @@ pub struct AdapterConfig {
     /// Text that marks a media chunk in a prompt, and the end of a chunk.
     pub media_marker: String,
     pub end_of_chunk: String,
+    /// What the adapter was trained to answer about (empty when the file
+    /// does not say).
+    pub trained_on: TrainedOn,
+}
+
+/// What an adapter was trained on: the objects its training data showed
+/// and the question families it asked (docs/adapter-format.md,
+/// `vigil.trained.*`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainedOn {
+    pub objects: Vec<String>,
+    pub families: Vec<String>,
 }
 
 impl AdapterConfig {
@@ -177,6 +189,10 @@ impl Adapter {
             n_embd: identity.n_embd,
             media_marker: meta.string("vigil.xattn.media_marker")?,
             end_of_chunk: meta.string("vigil.xattn.end_of_chunk")?,
+            trained_on: TrainedOn {
+                objects: meta.optional_list("vigil.trained.objects")?,
+                families: meta.optional_list("vigil.trained.families")?,
+            },
         };
         if config.media_marker.is_empty() {
             return Err(fail("vigil.xattn.media_marker is empty".into()));
@@ -384,6 +400,20 @@ impl<F: Fn(String) -> LmError> Meta<'_, F> {
         match self.get(key)? {
             GgufValue::Float(v) => Ok(v),
             other => Err(self.wrong(key, "a float", &other)),
+        }
+    }
+
+    /// A comma-separated list, empty when the key is absent.
+    fn optional_list(&self, key: &str) -> Result<Vec<String>, LmError> {
+        match self.file.value(key) {
+            None => Ok(Vec::new()),
+            Some(GgufValue::Str(s)) => Ok(s
+                .split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(String::from)
+                .collect()),
+            Some(other) => Err(self.wrong(key, "a comma-separated string", &other)),
         }
     }
 

@@ -18,7 +18,7 @@ mod prompt;
 mod session;
 mod xattn;
 
-pub use adapter::{Adapter, AdapterConfig, LmIdentity, tokenizer_fingerprint};
+pub use adapter::{Adapter, AdapterConfig, LmIdentity, TrainedOn, tokenizer_fingerprint};
 pub use answer::{Choice, GenerateOptions, Generated, StopReason, log_softmax};
 pub use error::{GraphError, HookError, LmError};
 pub use ffi::{Context, ContextOptions, Model, Pool, SavedState, Token};

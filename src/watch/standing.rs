@@ -47,6 +47,9 @@ pub struct QuestionStatus {
     pub skipped_late: u64,
     pub errors: u64,
     pub last_error: Option<String>,
+    /// Why its answers may not mean much (a question about something the
+    /// adapter was not trained on).
+    pub warning: Option<String>,
     pub alerts: u64,
     pub suppressed_alerts: u64,
 }
@@ -79,6 +82,7 @@ impl Standing {
             skipped_late: 0,
             errors: 0,
             last_error: None,
+            warning: None,
             alerts: 0,
             suppressed_alerts: 0,
         };

@@ -23,10 +23,11 @@ use super::broadcast::Broadcast;
 use super::clip::{self, Clip, ClipCache};
 use super::error::{AskError, ClipError, ExampleError, TickError, WatchError};
 use super::rules::Transition;
+use super::scope::outside_training;
 use super::standing::{QuestionStatus, Standing};
 use super::stats::WorkerStats;
 use crate::config::{AnswerKind, Example, QuestionSpec, Window};
-use crate::lm::{Adapter, ContextOptions, LmError, Model, Prompt, Session, Visual};
+use crate::lm::{Adapter, ContextOptions, LmError, Model, Prompt, Session, TrainedOn, Visual};
 use crate::ring::{Frame, Ring, Thumbnail};
 use crate::store::{EventKind, NewEvent, Store, StoredEvent};
 use crate::vision::{Precision, Resampler, VisionWorker};
@@ -74,6 +75,9 @@ pub struct AskResponse {
     pub frame_time_ms: u64,
     /// The stored event (with the snapshot), when it could be stored.
     pub event_id: Option<i64>,
+    /// What the asker should know about the answer: e.g. that the adapter
+    /// was never trained on what the question names.
+    pub warnings: Vec<String>,
 }
 
 struct AskJob {
@@ -247,15 +251,24 @@ fn run(
             return;
         }
     };
-    let session = match open_session(&model, &setup) {
+    let (session, trained) = match open_session(&model, &setup) {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
+    let adapter_name = format!(
+        "adapter {}",
+        setup.adapter.file_name().map_or_else(
+            || setup.adapter.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        )
+    );
     let mut worker = Worker {
         session,
+        trained,
+        adapter_name,
         clips: ClipCache::default(),
         questions: Vec::new(),
         setup,
@@ -273,8 +286,12 @@ fn run(
     worker.run(&asks, &control);
 }
 
-fn open_session<'m>(model: &'m Model, setup: &WatchSetup) -> Result<Session<'m>, WatchError> {
+fn open_session<'m>(
+    model: &'m Model,
+    setup: &WatchSetup,
+) -> Result<(Session<'m>, TrainedOn), WatchError> {
     let adapter = Adapter::load(&setup.adapter)?;
+    let trained = adapter.config().trained_on.clone();
     let visual_dim = adapter.config().visual_dim;
     let d_visual = setup.resampler.meta().d_visual;
     if visual_dim != d_visual {
@@ -293,11 +310,16 @@ fn open_session<'m>(model: &'m Model, setup: &WatchSetup) -> Result<Session<'m>,
             ..ContextOptions::default()
         },
     )
+    .map(|session| (session, trained))
     .map_err(WatchError::from)
 }
 
 struct Worker<'m> {
     session: Session<'m>,
+    /// What the adapter knows, for the warning on questions outside it.
+    trained: TrainedOn,
+    /// How warnings name the adapter ("adapter FILE").
+    adapter_name: String,
     clips: ClipCache,
     questions: Vec<Standing>,
     setup: WatchSetup,
@@ -420,6 +442,11 @@ impl Worker<'_> {
                 Some(q) => q,
                 None => {
                     let mut q = Standing::new(spec, now);
+                    q.status.warning =
+                        outside_training(&q.spec.ask, &self.trained, &self.adapter_name);
+                    if let Some(w) = &q.status.warning {
+                        tracing::warn!(question = %q.spec.name, "{w}");
+                    }
                     if !q.spec.examples.is_empty() {
                         match self.few_shot_prefix(&q.spec) {
                             Ok(prefix) => q.prefix = Some(prefix),
@@ -583,6 +610,9 @@ impl Worker<'_> {
         let newest = run.clip.frames.last().expect("a clip has frames");
         let event_id = self.record(&[event], newest).first().map(|e| e.id);
         Ok(AskResponse {
+            warnings: outside_training(&req.ask, &self.trained, &self.adapter_name)
+                .into_iter()
+                .collect(),
             camera: req.camera.clone(),
             question: req.ask.clone(),
             answer: run.answer.text,

@@ -67,10 +67,13 @@ def random_adapter(lm, layers, visual_dim=384, heads=4, head_dim=64, ff_length=N
 
 
 class Adapter:
-    def __init__(self, config, blocks, identity):
+    def __init__(self, config, blocks, identity, trained=None):
         self.config = config
         self.blocks = blocks
         self.identity = identity
+        # What the blocks were trained on: {"objects": [...], "families":
+        # [...]}, written as vigil.trained.* (docs/adapter-format.md).
+        self.trained = trained or {}
 
     def round_matrices(self, matrix_type):
         """Replaces every matrix by its values after a round trip through
@@ -104,6 +107,8 @@ class Adapter:
             K + "end_of_chunk": END_OF_CHUNK,
         }
         meta.update({LM + k: v for k, v in self.identity.items()})
+        for what, names in self.trained.items():
+            meta[f"vigil.trained.{what}"] = ",".join(names)
         for key, value in (lie or {}).items():
             old = meta.get(key)
             if isinstance(old, int) and not isinstance(old, bool):

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 
 from .. import gguf_lm, resampler, xattn
+from . import sources
 
 RESAMPLER = "resampler-demo"
 ADAPTER = "xattn-smollm2-demo.gguf"
@@ -49,10 +50,23 @@ def export(weights, lm_path, encoder_meta, out):
     adapter_config = dict(layers=config["layers"], heads=config["heads"], head_dim=config["head_dim"],
                           ff_length=config["ff_length"], visual_dim=resampler.visual_width(rc), eps=1e-5)
     lm = gguf_lm.LM(lm_path)
-    xattn.Adapter(adapter_config, blocks, lm.identity()).write(os.path.join(out, ADAPTER), matrix_type="q8_0")
+    xattn.Adapter(adapter_config, blocks, lm.identity(), trained=trained_on(config)).write(
+        os.path.join(out, ADAPTER), matrix_type="q8_0")
     with open(os.path.join(out, "training.json"), "w") as f:
         json.dump(config, f, indent=1)
         f.write("\n")
     gates = {layer: [round(float(np.tanh(b["attn_gate"][0])), 3), round(float(np.tanh(b["ffn_gate"][0])), 3)]
              for layer, b in blocks.items()}
     print(f"wrote {out}/{RESAMPLER}.onnx/.json, {ADAPTER} (gates tanh: {gates}), training.json", flush=True)
+
+
+def trained_on(config):
+    """What the demo model was trained on, for the adapter's metadata: every
+    object its scenes show, and the question families of stage 2's mix
+    ("presence0", "naming2", … → presence, naming)."""
+    families = []
+    for kind in config["training"]["kinds"]:
+        family = kind.rstrip("0123456789")
+        if family not in families:
+            families.append(family)
+    return {"objects": list(sources.OBJECTS), "families": families}
