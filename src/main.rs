@@ -449,10 +449,13 @@ fn main() -> ExitCode {
                 threads,
                 limit,
             };
-            let report = vigil::eval::Dataset::load(&dataset).and_then(|data| {
-                vigil::eval::evaluate(&options, &data, &mut std::io::stderr())
-                    .map(|r| r.to_string())
-            });
+            let report = vigil::eval::Dataset::load(&dataset)
+                .map_err(vigil::eval::EvalError::from)
+                .and_then(|data| {
+                    vigil::eval::evaluate(&options, &data, &mut std::io::stderr())
+                        .map(|r| r.to_string())
+                })
+                .map_err(|e| e.to_string());
             printed("eval", report)
         }
         Command::Tokenize { lm } => {

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::error::DatasetError;
+
 use crate::config::AnswerKind;
 
 #[derive(Debug, Deserialize)]
@@ -57,33 +59,31 @@ pub struct Dataset {
 impl Dataset {
     /// Reads `dir/dataset.json` and checks every image it names exists, so
     /// a broken dataset fails before the first model run.
-    pub fn load(dir: &Path) -> Result<Dataset, String> {
+    pub fn load(dir: &Path) -> Result<Dataset, DatasetError> {
         let path = dir.join("dataset.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "{}: {e}\nhelp: generate one with `make eval` (the model kit's `demo-data`)",
-                path.display()
-            )
+        let text = std::fs::read_to_string(&path).map_err(|source| DatasetError::Read {
+            path: path.clone(),
+            source,
         })?;
-        let file: File = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: not a vigil eval dataset: {e}", path.display()))?;
+        let file: File = serde_json::from_str(&text).map_err(|source| DatasetError::Parse {
+            path: path.clone(),
+            source,
+        })?;
         if file.version != 1 {
-            return Err(format!(
-                "{}: dataset version {} (this vigil reads version 1)",
-                path.display(),
-                file.version
-            ));
+            return Err(DatasetError::Version {
+                path,
+                version: file.version,
+            });
         }
         if file.items.is_empty() {
-            return Err(format!("{}: no items", path.display()));
+            return Err(DatasetError::Empty(path));
         }
         for item in &file.items {
             if item.frames.is_empty() {
-                return Err(format!(
-                    "{}: item {} has no frames",
-                    path.display(),
-                    item.id
-                ));
+                return Err(DatasetError::NoFrames {
+                    path,
+                    item: item.id.clone(),
+                });
             }
             let images = item
                 .frames
@@ -91,12 +91,11 @@ impl Dataset {
                 .chain(item.examples.iter().map(|e| &e.image));
             for image in images {
                 if !dir.join(image).is_file() {
-                    return Err(format!(
-                        "{}: item {}: image {} is missing",
-                        path.display(),
-                        item.id,
-                        dir.join(image).display()
-                    ));
+                    return Err(DatasetError::MissingImage {
+                        path,
+                        item: item.id.clone(),
+                        image: dir.join(image),
+                    });
                 }
             }
         }

@@ -7,12 +7,14 @@
 //! below nothing: only `main` calls it.
 
 mod dataset;
+mod error;
 mod report;
 mod run;
 mod states;
 mod tokenize;
 
 pub use dataset::{Dataset, Item};
+pub use error::{DatasetError, EvalError, ItemError};
 pub use report::Report;
 pub use run::{EvalOptions, evaluate};
 pub use states::lm_states;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::dataset::{Dataset, Item};
+use super::error::{EvalError, ItemError};
 use super::report::{Outcome, Report};
 use crate::lm::{Adapter, ContextOptions, MediaKv, Model, Prompt, Session, Visual};
 use crate::ring::Features;
@@ -28,12 +29,12 @@ pub fn evaluate(
     options: &EvalOptions,
     dataset: &Dataset,
     progress: &mut dyn Write,
-) -> Result<Report, String> {
-    let encoder = Encoder::load(&options.encoder).map_err(|e| e.to_string())?;
-    let resampler = Resampler::load(&options.resampler).map_err(|e| e.to_string())?;
-    resampler.check_fits(&encoder).map_err(|e| e.to_string())?;
-    let model = Model::load(&options.lm).map_err(|e| e.to_string())?;
-    let adapter = Arc::new(Adapter::load(&options.adapter).map_err(|e| e.to_string())?);
+) -> Result<Report, EvalError> {
+    let encoder = Encoder::load(&options.encoder)?;
+    let resampler = Resampler::load(&options.resampler)?;
+    resampler.check_fits(&encoder)?;
+    let model = Model::load(&options.lm)?;
+    let adapter = Arc::new(Adapter::load(&options.adapter)?);
     let mut session = Session::new(
         &model,
         Some(adapter),
@@ -42,8 +43,7 @@ pub fn evaluate(
             threads: options.threads.max(1) as i32,
             ..ContextOptions::default()
         },
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let mut runner = Runner {
         dir: &dataset.dir,
         encoder: &encoder,
@@ -59,7 +59,10 @@ pub fn evaluate(
     for (i, item) in items.iter().enumerate() {
         let answer = runner
             .answer(&mut session, item)
-            .map_err(|e| format!("item {}: {e}", item.id))?;
+            .map_err(|source| EvalError::Item {
+                item: item.id.clone(),
+                source: Box::new(source),
+            })?;
         outcomes.push(Outcome::of(item, answer));
         if (i + 1) % 50 == 0 || i + 1 == items.len() {
             let _ = writeln!(
@@ -83,17 +86,19 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn features(&mut self, image: &Path) -> Result<Arc<Features>, String> {
+    fn features(&mut self, image: &Path) -> Result<Arc<Features>, ItemError> {
         if let Some(f) = self.features.get(image) {
             return Ok(Arc::clone(f));
         }
         let path = self.dir.join(image);
-        let frame =
-            crate::picture::load_rgb(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let frame = crate::picture::load_rgb(&path).map_err(|source| ItemError::Image {
+            path: path.clone(),
+            source,
+        })?;
         let features = Arc::new(
             self.encoder
                 .encode(&frame, Precision::F32)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
+                .map_err(|source| ItemError::Encode { path, source })?,
         );
         // Bounded: a dataset's images are few, but a huge one must not grow
         // without limit.
@@ -105,23 +110,32 @@ impl Runner<'_> {
         Ok(features)
     }
 
-    fn media(&mut self, session: &Session<'_>, images: &[PathBuf]) -> Result<Arc<MediaKv>, String> {
+    fn media(
+        &mut self,
+        session: &Session<'_>,
+        images: &[PathBuf],
+    ) -> Result<Arc<MediaKv>, ItemError> {
         let features = images
             .iter()
             .map(|p| self.features(p))
             .collect::<Result<Vec<_>, _>>()?;
         let refs: Vec<&Features> = features.iter().map(|f| f.as_ref()).collect();
-        let tokens = self.resampler.resample(&refs).map_err(|e| e.to_string())?;
-        session
-            .media(Visual {
-                data: &tokens.data,
-                n_tokens: tokens.n,
-                dim: tokens.dim,
-            })
-            .map_err(|e| e.to_string())
+        let tokens = self
+            .resampler
+            .resample(&refs)
+            .map_err(ItemError::Resample)?;
+        Ok(session.media(Visual {
+            data: &tokens.data,
+            n_tokens: tokens.n,
+            dim: tokens.dim,
+        })?)
     }
 
-    fn answer(&mut self, session: &mut Session<'_>, item: &Item) -> Result<watch::Answer, String> {
+    fn answer(
+        &mut self,
+        session: &mut Session<'_>,
+        item: &Item,
+    ) -> Result<watch::Answer, ItemError> {
         session.clear();
         let mut prompt = Prompt::new();
         for example in &item.examples {
@@ -130,7 +144,7 @@ impl Runner<'_> {
         }
         let kv = self.media(session, &item.frames)?;
         prompt = prompt.media(&kv).text(query_text(&item.question));
-        session.feed(&prompt).map_err(|e| e.to_string())?;
-        watch::answer(session, &item.answer_type).map_err(|e| e.to_string())
+        session.feed(&prompt)?;
+        Ok(watch::answer(session, &item.answer_type)?)
     }
 }
