@@ -11,7 +11,7 @@
 #                                   (target/eval-subset, reference answers in)
 #   scripts/demo-model.sh eval      the full held-out set through `vigil eval`
 #
-# Environment: STEPS (second-stage training steps; train.py's default when unset), EVAL_EVERY (validation every
+# Environment: STEPS (second-stage training steps; the trainer's default when unset), EVAL_EVERY (validation every
 # so many stage-2 steps; default 400), THREADS (default 2).
 set -euo pipefail
 

@@ -110,7 +110,7 @@ def _fit(train, val, test, seed, steps=800, batch=128):
 def probe(folder, stage1, resampler_only=False):
     import torch
 
-    from . import train as T
+    from .train import modules, recipe
 
     torch.set_num_threads(2)
     z = {s: np.load(f"{folder}/{s}.npz") for s in SPLITS}
@@ -128,9 +128,9 @@ def probe(folder, stage1, resampler_only=False):
         elif width != cells["train"].shape[2]:
             raise SystemExit(f"{stage1}: its resampler reads {width}-wide features; {folder} has "
                              f"{cells['train'].shape[2]} (+ {wide['train'].shape[2]})")
-        T.FEATURE_DIM = width
-        resampler = T.Resampler(torch.Generator().manual_seed(0), places="place_embs" in state,
-                                diffs="diff_mix" in state, place_latents="place_norm_w" in state)
+        recipe.FEATURE_DIM = width
+        resampler = modules.Resampler(torch.Generator().manual_seed(0), places="place_embs" in state,
+                                      diffs="diff_mix" in state)
         resampler.load_state_dict(state)
         traced = {"resampler: projected, normalised [49, 384]": {}, "resampler: latents after layer 1 [64, 384]": {},
                   "resampler: tokens [64, 384]": {}}
@@ -165,7 +165,7 @@ def main():
     f.add_argument("--out", required=True)
     q = sub.add_parser("probe", help="the summing probe on each stage (Debian's python3-torch)")
     q.add_argument("--features", required=True, help="the folder `features` wrote")
-    q.add_argument("--stage1", help="a stage-1 file (train.py --stage1): also probe its resampler")
+    q.add_argument("--stage1", help="a stage-1 file (the trainer's --stage1): also probe its resampler")
     q.add_argument("--resampler-only", action="store_true", help="with --stage1: skip the encoder's stages")
     args = p.parse_args()
     if args.command == "features":

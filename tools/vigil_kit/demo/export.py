@@ -1,4 +1,4 @@
-"""Trained weights (train.py's .npz) → the runtime's files:
+"""Trained weights (the trainer's .npz) → the runtime's files:
 resampler-demo.onnx/.json (tract) and xattn-smollm2-demo.gguf (llama.cpp
 side, matrices in Q8_0), plus training.json (how they were made)."""
 

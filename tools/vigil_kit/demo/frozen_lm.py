@@ -1,6 +1,6 @@
 """The frozen LM in torch, for training and the probes: SmolLM2's llama
 layers over the dequantized GGUF weights that `prepare` writes (lm.npz).
-A leaf: train.py and the probes import it, it imports neither."""
+A leaf: the trainer and the probes import it, it imports neither."""
 
 import json
 import math

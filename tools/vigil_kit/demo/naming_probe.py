@@ -19,7 +19,7 @@ other's. Chance is 0.50.
     /usr/bin/python3 -m vigil_kit.demo.naming_probe --prep <prep> \\
         --vigil target/release/vigil --lm models/smollm2-135m-instruct-q4_1.gguf
 
-Debian's python3-torch (as train.py); 4 min for 40 episodes on 2 cores.
+Debian's python3-torch (as the trainer); 4 min for 40 episodes on 2 cores.
 """
 
 import argparse

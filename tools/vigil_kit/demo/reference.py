@@ -157,7 +157,7 @@ def run(dataset, models, lm, adapter, resampler, vigil="../target/release/vigil"
 
 
 def check(check_file, lm_path):
-    """train.py --check output vs this reference: max |Δ logit|."""
+    """The trainer's --check output vs this reference: max |Δ logit|."""
     z = np.load(check_file)
     lm = gguf_lm.LM(lm_path)
     blocks = {}
